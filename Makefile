@@ -1,0 +1,83 @@
+# The project's commands. Every target does its own set-up and skips what is already done
+# (stamp files under .state/setup and .venv), so running one twice costs seconds.
+#   make setup      Debian packages, .venv, NLTK stopwords, word vectors
+#   make wiki       the local MediaWiki farm on http://127.0.0.1:8180 (foreground)
+#   make models     demo models for every inference service -> models/<isvc>/model.bin
+#   make run        every inference service in one process on :8080
+#   make test       setup + models + the whole pytest suite (the CI command)
+#   make lint       ruff
+#   make manifests  render the KServe manifests
+#   make bench      the benchmark
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+SYSTEM_PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .state/setup
+REQUIREMENTS := $(wildcard requirements/*.txt)
+APT_LISTS := $(wildcard requirements/apt-*.txt) requirements/dictionaries.tsv requirements/install-apt.sh
+PTH_FILE_NAME := lift-wing-dev.pth
+
+.PHONY: help setup wiki models run test lint manifests bench nltk-data clean-venv
+
+help:
+	@sed -n 's/^#   make /make /p' Makefile
+
+setup: $(STAMPS)/apt $(VENV)/.requirements $(VENV)/.pth word2vec/.generated nltk-data
+
+# Debian packages: install-apt.sh itself runs apt-get only for missing packages.
+$(STAMPS)/apt: $(APT_LISTS)
+	requirements/install-apt.sh
+	@mkdir -p $(@D) && touch $@
+
+# The venv is (re)installed only when a requirements file changed; pins come from constraints.txt.
+$(VENV)/.requirements: $(REQUIREMENTS) | $(STAMPS)/apt
+	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -m pip check
+	touch $@
+
+# Puts the project's source folders on sys.path. `<repo>/revscoring` itself is listed (it has no
+# __init__.py), so `import revscoring` still finds the library and `revscoring_server` finds ours.
+$(VENV)/.pth: $(VENV)/.requirements Makefile
+	site="$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"; \
+	printf '%s\n' "$(CURDIR)/python" "$(CURDIR)/revscoring" "$(CURDIR)/outlink-topic-model" \
+		> "$$site/$(PTH_FILE_NAME)"
+	touch $@
+
+# Stand-in word vectors with the production file names, on revscoring's search path (word2vec/).
+word2vec/.generated: dev/word_vectors.py $(VENV)/.requirements
+	$(PY) -m dev.word_vectors --force
+	touch $@
+
+# Cheap check each time: NLTK_DATA may point somewhere else than last time.
+nltk-data: $(VENV)/.requirements
+	@$(PY) requirements/ensure_nltk_data.py
+
+wiki: setup
+	$(PY) -m dev.mediawiki_farm serve
+
+models: setup
+	$(PY) -m dev.demo_models
+
+run: setup models
+	$(PY) -m dev.run_all
+
+# pytest's own exit code is make's: "no tests collected" (5) fails too.
+test: setup models
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check .
+
+manifests: setup
+	$(PY) -m deploy.render
+
+bench: setup models
+	$(PY) -m benchmark
+
+clean-venv:
+	rm -rf $(VENV) $(STAMPS)

@@ -1,0 +1,95 @@
+"""The in-process limit of a target, run in its own process: `python -m benchmark.limit --target-json ...`.
+
+Fetches the MediaWiki data of the mix from the replay stand-in once, with the server's own fetch code,
+then runs the server's own work function (extraction + scoring, or the fastText prediction) in a plain
+loop in one forked process per core. Prints one JSON object: the throughput, and the single-process time
+of each kind of request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from benchmark.inprocess import measure_limit
+
+
+def revscoring_work(isvc: str, model_path: str, wiki_url: str, host: str,
+                    bodies: list[dict]) -> tuple[Callable[[Any], Any], list[Any]]:
+    """score_revision and one ScoreJob per body, fetched like the server fetches them."""
+    from revscoring_server.model import fetch_plan
+    from revscoring_server.scoring import ScoreJob, load_model, score_revision
+    from revscoring_server.services import find_service
+    from wikiserve.config import MediaWikiSettings
+    from wikiserve.mediawiki import MediaWikiPool
+
+    service = find_service(isvc)
+    model = load_model(model_path)  # before the fork: the workers share it, as a server's would
+    plan = fetch_plan(model.features, service.type, service.dbname, model_path)
+
+    async def fetch_all() -> list[Any]:
+        from revscoring_server.fetch import fetch_docs
+
+        pool = MediaWikiPool(MediaWikiSettings(url=wiki_url, host=host))
+        try:
+            client = pool.client(service.domain)
+            docs = [await fetch_docs(client, service.dbname, body["rev_id"], plan) for body in bodies]
+        finally:
+            await pool.close()
+        return [ScoreJob(model_path, service.type.name, d.rev_id, d) for d in docs]
+
+    return score_revision, asyncio.run(fetch_all())
+
+
+def outlink_work(model_path: str, bodies: list[dict]) -> tuple[Callable[[Any], Any], list[Any]]:
+    """The predictor's fastText call on each body's `features_str`."""
+    from outlink_server.predictor import load_classifier, predict_topics
+
+    classifier = load_classifier(model_path)
+    return (lambda features: predict_topics(classifier, features)), [body["features_str"] for body in bodies]
+
+
+def single_times_ms(work: Callable[[Any], Any], payloads: list[Any], repeat: int = 1) -> list[float]:
+    times = []
+    for payload in payloads:
+        for _ in range(repeat):
+            started = time.perf_counter()
+            work(payload)
+            times.append((time.perf_counter() - started) * 1000.0)
+    return times
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.limit")
+    parser.add_argument("--spec", required=True, help="JSON: kind, isvc, model_path, wiki_url, host, "
+                                                      "ordinary (bodies), heavy (bodies)")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)))
+    args = parser.parse_args(argv)
+    spec = json.loads(args.spec)
+    if spec["kind"] == "revscoring":
+        make = lambda bodies: revscoring_work(spec["isvc"], spec["model_path"], spec["wiki_url"],  # noqa: E731
+                                              spec["host"], bodies)
+    else:
+        make = lambda bodies: outlink_work(spec["model_path"], bodies)  # noqa: E731
+    work, ordinary = make(spec["ordinary"])
+    _, heavy = make(spec["heavy"]) if spec.get("heavy") else (work, [])
+    single_times_ms(work, ordinary[:3])  # warm lazy caches before timing
+    ordinary_ms = single_times_ms(work, ordinary)
+    heavy_ms = single_times_ms(work, heavy)
+    limit = measure_limit(work, ordinary, processes=args.processes, duration_s=args.duration)
+    print(json.dumps({"throughput": limit.throughput, "processes": limit.processes,
+                      "ordinary_ms_median": statistics.median(ordinary_ms),
+                      "heavy_ms_median": statistics.median(heavy_ms) if heavy_ms else None}))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Delivery: image definitions (blubber.yaml, .pipeline/config.yaml) and KServe manifests."""

@@ -1,0 +1,150 @@
+"""The production images: what each one holds, derived from the seed table and `requirements/`.
+
+One `ImageSpec` per image of the seed table's `image` column. Everything that varies per image and can be
+derived is derived here rather than typed into `blubber.yaml`: the Debian dictionaries come from the
+content languages of the rows the image serves (via `requirements/dictionaries.tsv`), the Python
+requirements from `requirements/<image>.txt` and the files it includes. `deploy.blubber` turns these specs
+into `blubber.yaml`; the image smoke test reads `blubber.yaml` back, so both must agree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.seed_table import REPO_ROOT, IsvcRow, load_rows
+
+LIVES_IN = "/srv/app"  # where the application files live in every image (blubber `lives.in`)
+VENV = "/opt/lib/venv"  # the Blubber-managed virtualenv (python builder `venv`)
+VENV_PYTHON = f"{VENV}/bin/python3"
+NLTK_DATA = f"{LIVES_IN}/nltk_data"
+WORD2VEC_DIR = f"{LIVES_IN}/word2vec"  # revscoring searches `word2vec/` relative to the working directory
+SERVER_PORT = 8080
+
+SHARED_CORE = "python/wikiserve"
+REVSCORING_SOURCES = (SHARED_CORE, "revscoring/revscoring_server")
+OUTLINK_SOURCES = (SHARED_CORE, "outlink-topic-model/outlink_server")
+REVSCORING_PATH = (f"{LIVES_IN}/python", f"{LIVES_IN}/revscoring")
+OUTLINK_PATH = (f"{LIVES_IN}/python", f"{LIVES_IN}/outlink-topic-model")
+
+PYTHON_APT = ("python3", "python3-venv")  # Debian bookworm's Python 3.11; the venv is built from it
+SPELLCHECK_APT = ("libenchant-2-2",)  # pyenchant loads it; the dictionaries plug into its providers
+_INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One production image (= one Blubber variant)."""
+
+    name: str
+    requirements: str  # top-level requirements file, relative to the repo
+    sources: tuple[str, ...]  # repo directories copied into the image, same relative layout
+    python_path: tuple[str, ...]
+    entrypoint: tuple[str, ...]
+    revscoring: bool  # spell checking dictionaries
+    word_vectors: bool  # downloads the topic word vectors at build time
+    nltk_corpora: tuple[str, ...]  # NLTK corpora downloaded at build time (revscoring's language modules)
+
+    @property
+    def requirement_files(self) -> list[str]:
+        """The top-level file and every file it includes (-r/-c), transitively, top-level first."""
+        return requirement_closure(self.requirements)
+
+
+def _revscoring(name: str, word_vectors: bool = False, extra_corpora: tuple[str, ...] = ()) -> ImageSpec:
+    return ImageSpec(
+        name=name,
+        requirements=f"requirements/{name}.txt",
+        sources=REVSCORING_SOURCES,
+        python_path=REVSCORING_PATH,
+        entrypoint=(VENV_PYTHON, "-m", "revscoring_server"),
+        revscoring=True,
+        word_vectors=word_vectors,
+        nltk_corpora=("stopwords", *extra_corpora),
+    )
+
+
+def _outlink(name: str, module: str) -> ImageSpec:
+    return ImageSpec(
+        name=name,
+        requirements=f"requirements/{name}.txt",
+        sources=OUTLINK_SOURCES,
+        python_path=OUTLINK_PATH,
+        entrypoint=(VENV_PYTHON, "-m", module),
+        revscoring=False,
+        word_vectors=False,
+        nltk_corpora=(),
+    )
+
+
+IMAGES: tuple[ImageSpec, ...] = (
+    _revscoring("editquality"),
+    _revscoring("articlequality"),
+    # draftquality.feature_lists.enwiki scores sentiment with NLTK's SentiWordNet (over WordNet)
+    _revscoring("draftquality", extra_corpora=("wordnet", "sentiwordnet")),
+    _revscoring("topic", word_vectors=True),
+    _outlink("outlink", "outlink_server.predictor"),
+    _outlink("outlink-transformer", "outlink_server.transformer"),
+)
+
+
+def image(name: str) -> ImageSpec:
+    for spec in IMAGES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no image named {name!r}")
+
+
+def requirement_closure(path: str, root: Path = REPO_ROOT) -> list[str]:
+    """`path` and the files it includes with -r/-c, resolved like pip does (relative to the includer)."""
+    seen: list[str] = []
+    pending = [path]
+    while pending:
+        current = pending.pop(0)
+        if current in seen:
+            continue
+        seen.append(current)
+        for line in (root / current).read_text(encoding="utf-8").splitlines():
+            match = _INCLUDE.match(line)
+            if match:
+                included = (Path(current).parent / match.group(2)).as_posix()
+                pending.append(included)
+    return seen
+
+
+def rows_served(spec: ImageSpec, rows: list[IsvcRow] | None = None) -> list[IsvcRow]:
+    """The seed-table rows whose inference service runs this image."""
+    return [row for row in (rows if rows is not None else load_rows()) if spec.name in row.images]
+
+
+def load_dictionaries(path: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """`requirements/dictionaries.tsv`: content language -> Debian packages ("-" means none)."""
+    table: dict[str, tuple[str, ...]] = {}
+    text = (path or REPO_ROOT / "requirements" / "dictionaries.tsv").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        language, packages = line.split("\t")[:2]
+        table[language] = tuple(p for p in packages.split() if p != "-")
+    return table
+
+
+def dictionary_packages(spec: ImageSpec, rows: list[IsvcRow] | None = None,
+                        dictionaries: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Sorted Debian dictionary packages for exactly the content languages this image serves."""
+    if not spec.revscoring:
+        return []
+    table = dictionaries if dictionaries is not None else load_dictionaries()
+    languages = {row.content_language for row in rows_served(spec, rows)}
+    missing = sorted(languages - table.keys())
+    if missing:
+        raise ValueError(f"requirements/dictionaries.tsv has no line for {missing} (image {spec.name})")
+    return sorted({package for language in languages for package in table[language]})
+
+
+def apt_packages(spec: ImageSpec, rows: list[IsvcRow] | None = None,
+                 dictionaries: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Every Debian package of the image: Python, and for revscoring images enchant + dictionaries."""
+    base = list(PYTHON_APT) + (list(SPELLCHECK_APT) if spec.revscoring else [])
+    return base + dictionary_packages(spec, rows, dictionaries)

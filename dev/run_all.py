@@ -1,0 +1,56 @@
+"""`make run`: every inference service of the seed table in one process on http://127.0.0.1:8080.
+
+Reads MediaWiki at `WIKI_URL` when set; otherwise starts the local farm and stops it again on exit.
+Ctrl-C or SIGTERM drains in-flight requests, stops the server, then the farm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
+from wikiserve.config import ServerSettings
+from wikiserve.mediawiki import MediaWikiPool
+from wikiserve.server import serve
+
+logger = logging.getLogger("dev.run_all")
+
+
+def build_models(settings: ServerSettings, models_dir: Path, pool: MediaWikiPool) -> list:
+    """One model object per row of the seed table, loading each binary from `models_dir/<isvc>/model.bin`."""
+    from outlink_server.predictor import build_model as build_outlink
+    from revscoring_server.model import build_model as build_revscoring
+
+    models = []
+    rows = load_rows()
+    for number, row in enumerate(rows, start=1):
+        path = models_dir / row.isvc / "model.bin"
+        print(f"[{number}/{len(rows)}] loading {row.isvc}", file=sys.stderr, flush=True)
+        if row.isvc == OUTLINK_ISVC:
+            models.append(build_outlink(path, settings, pool))
+        else:
+            models.append(build_revscoring(row.isvc, path, settings, pool))
+    return models
+
+
+def main() -> None:
+    settings = ServerSettings.from_env(os.environ)
+    models_dir = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
+    with contextlib.ExitStack() as stack:
+        if not settings.mediawiki.url:
+            from dev.mediawiki_farm import running_farm
+
+            farm = stack.enter_context(running_farm())
+            # One endpoint for every wiki; the Host header (the wiki's domain) picks the wiki.
+            settings = replace(settings, mediawiki=replace(settings.mediawiki, url=farm.url, host=None))
+        pool = MediaWikiPool(settings.mediawiki)
+        serve(build_models(settings, models_dir, pool), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Fetching a page's outlinks from the MediaWiki Action API, as the Wikidata items they point to.
+
+Outlinks are the page's links to existing articles (namespace 0), redirects followed, each mapped to its
+`wikibase_item` page prop; links to pages without an item do not count. At most `max_outlinks` are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from wikiserve.errors import InvalidRequest
+from wikiserve.mediawiki import MediaWikiClient
+
+from outlink_server.request import OutlinkRequest
+from outlink_server.settings import OutlinkSettings
+
+TITLES_PER_CALL = 50  # the Action API's limit of titles per query for anonymous clients
+MAX_TITLES_PARAM_BYTES = 4000  # keeps GET URLs well below the 8 KB that proxies commonly accept
+MAX_LINKS_SCANNED = 25_000  # bounds the continuation loop for pages with huge numbers of red links
+PARALLEL_BATCHES = 4
+
+
+@dataclass(frozen=True)
+class Outlinks:
+    title: str | None  # the page's title as MediaWiki spells it, when the API told us
+    qids: list[str]
+
+    @property
+    def features(self) -> str:
+        return " ".join(self.qids)
+
+
+async def fetch_outlinks(client: MediaWikiClient, request: OutlinkRequest, settings: OutlinkSettings) -> Outlinks:
+    if request.revision_id is not None:
+        return await _revision_outlinks(client, request, settings)
+    return await _current_outlinks(client, request, settings)
+
+
+def _page_param(request: OutlinkRequest) -> dict[str, str | int]:
+    if request.page_id is not None:
+        return {"pageids": request.page_id}
+    return {"titles": request.page_title or ""}
+
+
+async def _current_outlinks(client: MediaWikiClient, request: OutlinkRequest,
+                            settings: OutlinkSettings) -> Outlinks:
+    per_call = 500 if settings.links_per_call == "max" else int(settings.links_per_call)
+    params = {
+        "generator": "links", "gplnamespace": 0, "gpllimit": settings.links_per_call,
+        "prop": "pageprops", "ppprop": "wikibase_item", "redirects": 1, **_page_param(request),
+    }
+    qid_of: dict[str, str] = {}
+    async for doc in client.query_continued(max_docs=math.ceil(MAX_LINKS_SCANNED / per_call), **params):
+        qid_of.update(_qids_of_pages(doc))
+        if len(qid_of) >= settings.max_outlinks:
+            break
+    if not qid_of:
+        await _explain_no_outlinks(client, request)
+    # The generator's output does not name the page itself; its title only matters for page_title input,
+    # where the client's spelling (normalised for the URL) is kept.
+    return Outlinks(None, _first(qid_of, settings.max_outlinks))
+
+
+def _qids_of_pages(doc: dict) -> dict[str, str]:
+    found = {}
+    for page in doc.get("query", {}).get("pages", []):
+        qid = (page.get("pageprops") or {}).get("wikibase_item")
+        if qid and not page.get("missing"):
+            found[page["title"]] = qid
+    return found
+
+
+def _first(qid_of: dict[str, str], limit: int) -> list[str]:
+    """Sorted by linked title: the API's order, and the same list whatever the batching was."""
+    return [qid_of[title] for title in sorted(qid_of)[:limit]]
+
+
+async def _explain_no_outlinks(client: MediaWikiClient, request: OutlinkRequest) -> None:
+    """Raises the right 400: the page does not exist, or it links to no article with a Wikidata item."""
+    doc = await client.get(action="query", redirects=1, **_page_param(request))
+    pages = doc.get("query", {}).get("pages", [])
+    page_name = f"page id {request.page_id}" if request.page_id is not None else f"page {request.page_title!r}"
+    if not pages or pages[0].get("missing") or pages[0].get("invalid"):
+        raise InvalidRequest(f"The {page_name} does not exist on {request.domain}.")
+    raise InvalidRequest(f"The {page_name} on {request.domain} has no outlinks to articles with a Wikidata "
+                         "item, so there is nothing to predict topics from.")
+
+
+async def _revision_outlinks(client: MediaWikiClient, request: OutlinkRequest,
+                             settings: OutlinkSettings) -> Outlinks:
+    doc = await client.get(action="parse", oldid=request.revision_id, prop="links")
+    parsed = doc.get("parse", {})
+    _check_revision_page(request, parsed)
+    titles = list(dict.fromkeys(link["title"] for link in parsed.get("links", [])
+                                if link.get("ns") == 0 and link.get("exists")))
+    qid_of: dict[str, str] = {}
+    limit = asyncio.Semaphore(PARALLEL_BATCHES)
+
+    async def lookup(batch: list[str]) -> None:
+        async with limit:
+            if len(qid_of) < settings.max_outlinks:
+                qid_of.update(await _qids_of_titles(client, batch))
+
+    # Every batch finishes (each call is bounded by the client's timeout) before the first failure is raised.
+    outcomes = await asyncio.gather(*(lookup(batch) for batch in title_batches(titles)), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    if not qid_of:
+        raise InvalidRequest(f"Revision {request.revision_id} of {parsed.get('title')!r} on {request.domain} "
+                             "has no outlinks to articles with a Wikidata item, so there is nothing to predict "
+                             "topics from.")
+    return Outlinks(parsed.get("title"), _first(qid_of, settings.max_outlinks))
+
+
+def _check_revision_page(request: OutlinkRequest, parsed: dict) -> None:
+    """The revision must belong to the page the request names, or the answer would describe another page."""
+    if request.page_id is not None:
+        matches = parsed.get("pageid") == request.page_id
+        named = f"page id {request.page_id}"
+    else:
+        matches = _comparable(parsed.get("title", "")) == _comparable(request.page_title or "")
+        named = f"page {request.page_title!r}"
+    if not matches:
+        raise InvalidRequest(f"Revision {request.revision_id} belongs to {parsed.get('title')!r} "
+                             f"(page id {parsed.get('pageid')}), not to the {named}.")
+
+
+def _comparable(title: str) -> str:
+    """Titles compare like MediaWiki does on Wikipedia: '_' is ' ', the first letter is case-insensitive."""
+    title = " ".join(title.replace("_", " ").split())
+    return title[:1].upper() + title[1:]
+
+
+def title_batches(titles: Iterable[str]) -> Iterable[list[str]]:
+    """Groups titles for `titles=` within the API's count limit and a bounded URL length."""
+    batch: list[str] = []
+    size = 0
+    for title in titles:
+        encoded = len(quote(title, safe="")) + 3  # + the encoded '|' separator
+        if batch and (len(batch) == TITLES_PER_CALL or size + encoded > MAX_TITLES_PARAM_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(title)
+        size += encoded
+    if batch:
+        yield batch
+
+
+async def _qids_of_titles(client: MediaWikiClient, titles: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    async for doc in client.query_continued(max_docs=10, titles="|".join(titles), prop="pageprops",
+                                            ppprop="wikibase_item", redirects=1):
+        found.update(_qids_of_pages(doc))
+    return found

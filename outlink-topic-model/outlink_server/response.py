@@ -1,0 +1,28 @@
+"""The response both servers return: the article's URL and its topics above the threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+from outlink_server.request import OutlinkRequest
+
+# Characters MediaWiki leaves unescaped in article URLs (its wfUrlencode); everything else is %-encoded.
+_URL_SAFE = ";@$!*(),/~:"
+
+
+def article_url(domain: str, title: str | None, page_id: int | None) -> str:
+    if page_id is not None:
+        return f"https://{domain}/wiki/?curid={page_id}"
+    assert title is not None
+    return f"https://{domain}/wiki/{quote(title.strip().replace(' ', '_'), safe=_URL_SAFE)}"
+
+
+def build_response(request: OutlinkRequest, title: str | None, scores: Iterable[tuple[str, float]]) -> dict[str, Any]:
+    """`scores` are (topic, probability) pairs; kept are those at or above the request's threshold,
+    highest first (ties by topic name, so equal requests give equal responses)."""
+    results = [{"topic": topic, "score": score} for topic, score in scores if score >= request.threshold]
+    results.sort(key=lambda result: (-result["score"], result["topic"]))
+    article = article_url(request.domain, title or request.page_title, request.page_id)
+    return {"prediction": {"article": article, "results": results}}

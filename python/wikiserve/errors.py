@@ -1,0 +1,57 @@
+"""The errors a model server answers with, each carrying its HTTP status.
+
+Anything raised while serving a request is either one of these (a message meant for the client) or an
+unexpected exception, which the server answers with a generic 500 and logs (never a traceback to the client).
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """An error with a message for the client and an HTTP status."""
+
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(ServingError):
+    """The request body is malformed or asks for something impossible (400)."""
+
+    status = 400
+
+
+class PayloadTooLarge(ServingError):
+    status = 413
+
+
+class MediaWikiError(ServingError):
+    """The MediaWiki Action API failed us; `kind` labels the failure in metrics and logs."""
+
+    status = 502
+    kind = "bad_response"
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class MediaWikiUnavailable(MediaWikiError):
+    """Unreachable, overloaded (5xx, 429) or refusing service (read-only, rate-limited) after retries."""
+
+    status = 503
+    kind = "unavailable"
+
+
+class MediaWikiTimeout(MediaWikiError):
+    status = 504
+    kind = "timeout"
+
+
+class EventError(ServingError):
+    """Sending an event failed; logged, never returned to the client."""
+
+    status = 500

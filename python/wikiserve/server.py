@@ -1,0 +1,191 @@
+"""Model server start-up, shared by every model family.
+
+Uses KServe's real ModelServer and its FastAPI application, adding what production needs around it:
+request ids, a request-body size limit, error responses without tracebacks, JSON logs, and a graceful
+SIGTERM (in-flight requests finish, new ones are refused with 503, the process exits 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import kserve
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.protocol.rest.server import UvicornServer
+
+from wikiserve.config import ServerSettings
+from wikiserve.errors import ServingError
+from wikiserve.logs import REQUEST_ID, configure_logging
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+
+class RequestGuard:
+    """ASGI middleware: request ids, the body size limit, and refusing new work while draining."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.in_flight = 0
+        self.draining = False
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or str(uuid.uuid4())
+        if b"x-request-id" not in headers:
+            scope["headers"] = [*scope.get("headers", []), (b"x-request-id", request_id.encode())]
+        token = REQUEST_ID.set(request_id)
+        try:
+            if self.draining:
+                await _send_json(send, 503, {"error": "The server is shutting down; retry on another replica."},
+                                 request_id)
+                return
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                await _send_json(send, 413, {"error": self._too_large()}, request_id)
+                return
+            self.in_flight += 1
+            response = _ResponseTracker(send, request_id)
+            try:
+                await self.app(scope, self._limited(receive), response.send)
+            except Exception:  # noqa: BLE001 - already logged by the error handler; never crash the server
+                if not response.started:
+                    await _send_json(send, 500, {"error": f"Internal error; request id {request_id}."}, request_id)
+            finally:
+                self.in_flight -= 1
+        finally:
+            REQUEST_ID.reset(token)
+
+    def _too_large(self) -> str:
+        return f"The request body is larger than {self.max_body_bytes} bytes."
+
+    def _limited(self, receive: Callable) -> Callable:
+        """Counts a body sent without Content-Length (chunked) and stops reading past the limit."""
+        received = 0
+
+        async def guarded_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self._too_large())
+            return message
+
+        return guarded_receive
+
+
+class BodyTooLarge(ServingError):
+    status = 413
+
+
+class _ResponseTracker:
+    """Adds the request id to the response headers and remembers whether the response has started."""
+
+    def __init__(self, send: Callable, request_id: str) -> None:
+        self._send = send
+        self._request_id = request_id.encode()
+        self.started = False
+
+    async def send(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", self._request_id)]
+        await self._send(message)
+
+
+async def _send_json(send: Callable, status: int, body: dict, request_id: str) -> None:
+    response = ORJSONResponse(body, status_code=status, headers={"x-request-id": request_id})
+    await response({"type": "http"}, None, send)
+
+
+async def _serving_error(_: Request, error: ServingError) -> ORJSONResponse:
+    level = logging.WARNING if error.status < 500 else logging.ERROR
+    logger.log(level, "Request failed", extra={"status": error.status, "error": error.message})
+    return ORJSONResponse({"error": error.message}, status_code=error.status)
+
+
+async def _kserve_error(status: int, _: Request, error: Exception) -> ORJSONResponse:
+    logger.warning("Request failed", extra={"status": status, "error": str(error)})
+    return ORJSONResponse({"error": str(error)}, status_code=status)
+
+
+async def _unexpected_error(_: Request, error: Exception) -> ORJSONResponse:
+    logger.exception("Unexpected error while serving a request")
+    return ORJSONResponse(
+        {"error": f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(InvalidInput, functools.partial(_kserve_error, 400))
+    app.add_exception_handler(ModelNotFound, functools.partial(_kserve_error, 404))
+    app.add_exception_handler(ModelNotReady, functools.partial(_kserve_error, 503))
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+class WikiModelServer(kserve.ModelServer):
+    """KServe's ModelServer with the guard, error handlers and graceful shutdown installed."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        super().__init__(http_port=settings.http_port, enable_grpc=False, enable_docs_url=False,
+                         enable_latency_logging=False)
+        configure_logging(settings.json_logs, settings.log_level)  # after KServe's own logging set-up
+        self.settings = settings
+        self.guard: RequestGuard | None = None
+
+    def start(self, models: Sequence[kserve.Model]) -> None:  # type: ignore[override]
+        for model in models:
+            self.register_model(model)
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
+        self._rest_server = UvicornServer(self.http_port, [], self.dataplane, self.model_repository_extension,
+                                          enable_docs_url=False, log_config=None)
+        app: FastAPI = self._rest_server.cfg.app
+        install_error_handlers(app)
+        self.guard = RequestGuard(app, self.settings.max_body_bytes)
+        self._rest_server.cfg.app = self.guard
+        self._rest_server.cfg.timeout_keep_alive = 30
+        logger.info("Serving", extra={"port": self.http_port,
+                                      "models": sorted(self.registered_models.get_models())})
+        await self._rest_server.run()
+        for model in self.registered_models.get_models().values():
+            stop = getattr(model, "stop_async", None)
+            if stop is not None:
+                await stop()
+
+    async def drain_and_stop(self) -> None:
+        """Refuses new requests, lets in-flight ones finish within the grace period, then stops."""
+        if self.guard is None or self.guard.draining:
+            return
+        self.guard.draining = True
+        logger.info("Shutting down: draining in-flight requests", extra={"in_flight": self.guard.in_flight})
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_grace_s
+        while self.guard.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.guard.in_flight:
+            logger.warning("Grace period over with requests still in flight", extra={"in_flight": self.guard.in_flight})
+        await self._rest_server.stop()
+
+
+def serve(models: Sequence[kserve.Model], settings: ServerSettings) -> None:
+    """Serves `models` until SIGTERM/SIGINT. Loading happens before this: a model that failed never serves."""
+    WikiModelServer(settings).start(models)

@@ -1,0 +1,123 @@
+"""Request-body checks shared by every model server.
+
+Each check names the field and what was wrong with it, because the message goes straight to the client.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from wikiserve.errors import InvalidRequest
+
+MAX_REV_ID = 2**63 - 1  # MediaWiki ids are unsigned 64-bit in the schema, signed in most clients
+
+
+def parse_body(payload: Any) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    KServe decodes JSON bodies itself, but hands over the raw bytes when the client sent another content type
+    (`curl -d` sends application/x-www-form-urlencoded), so those are decoded here.
+    """
+    if isinstance(payload, (bytes, bytearray, str)):
+        if not payload.strip():
+            raise InvalidRequest("The request body is empty: send a JSON object such as {\"rev_id\": 12345}.")
+        try:
+            payload = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise InvalidRequest(f"The request body is not valid JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest(f"The request body must be a JSON object, not {_json_type(payload)}.")
+    return payload
+
+
+def require_int(body: dict[str, Any], field: str, minimum: int = 1, maximum: int = MAX_REV_ID) -> int:
+    if field not in body or body[field] is None:
+        raise InvalidRequest(f"'{field}' is required.")
+    return optional_int(body, field, minimum=minimum, maximum=maximum)  # type: ignore[return-value]
+
+
+def optional_int(body: dict[str, Any], field: str, minimum: int = 1, maximum: int = MAX_REV_ID) -> int | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    # bool is a subclass of int in Python, but `true` is not a revision id.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"'{field}' must be an integer, got {_json_type(value)} {_short(value)}.")
+    if not minimum <= value <= maximum:
+        raise InvalidRequest(f"'{field}' must be between {minimum} and {maximum}, got {value}.")
+    return value
+
+
+def optional_bool(body: dict[str, Any], field: str, default: bool = False) -> bool:
+    value = body.get(field, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{field}' must be a boolean (true or false), got {_json_type(value)} {_short(value)}.")
+    return value
+
+
+def optional_float(body: dict[str, Any], field: str, default: float, minimum: float, maximum: float) -> float:
+    value = body.get(field, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequest(f"'{field}' must be a number, got {_json_type(value)} {_short(value)}.")
+    if not minimum <= value <= maximum:
+        raise InvalidRequest(f"'{field}' must be between {minimum:g} and {maximum:g}, got {value}.")
+    return float(value)
+
+
+def optional_str(body: dict[str, Any], field: str, max_length: int = 512) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{field}' must be a string, got {_json_type(value)} {_short(value)}.")
+    if not value.strip():
+        raise InvalidRequest(f"'{field}' must not be empty.")
+    if len(value) > max_length:
+        raise InvalidRequest(f"'{field}' is longer than {max_length} characters.")
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise InvalidRequest(f"'{field}' contains control characters.")
+    return value
+
+
+def reject_unknown_fields(body: dict[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        names = ", ".join(f"'{name}'" for name in unknown[:5])
+        raise InvalidRequest(f"Unknown field(s) {names}; allowed: {', '.join(sorted(allowed))}.")
+
+
+def exactly_one_of(body: dict[str, Any], *fields: str) -> str:
+    present = [field for field in fields if body.get(field) is not None]
+    if len(present) != 1:
+        options = " or ".join(f"'{field}'" for field in fields)
+        problem = "both were given" if present else "neither was given"
+        raise InvalidRequest(f"Give exactly one of {options}; {problem}.")
+    return present[0]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

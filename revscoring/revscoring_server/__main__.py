@@ -1,0 +1,76 @@
+"""`python -m revscoring_server`: the image entrypoint, one inference service per process, as KServe runs it.
+
+    INFERENCE_NAME=enwiki-damaging MODEL_PATH=/mnt/models/model.bin python -m revscoring_server --http_port 8080
+
+With `--models_dir DIR --isvc a --isvc b ...` it serves several services in one process, each model read
+from `DIR/<isvc>/model.bin` (development and tests; `dev/run_all.py` serves everything).
+A bad name or binary is logged and the process exits non-zero before it listens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from revscoring_server.model import RevscoringModel
+from revscoring_server.scoring import ModelLoadError
+from revscoring_server.services import UnknownService, find_service
+from wikiserve.config import ServerSettings
+from wikiserve.logs import configure_logging
+from wikiserve.mediawiki import MediaWikiPool
+from wikiserve.server import serve
+
+logger = logging.getLogger("revscoring_server")
+
+DEFAULT_MODEL_PATH = "/mnt/models/model.bin"
+EXIT_BAD_CONFIG = 2
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="revscoring_server", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--http_port", type=int, help="overrides HTTP_PORT (default 8080)")
+    parser.add_argument("--model_name", help="the inference service name; overrides INFERENCE_NAME")
+    parser.add_argument("--models_dir", type=Path, help="serve several services, models at DIR/<isvc>/model.bin")
+    parser.add_argument("--isvc", action="append", default=[], help="with --models_dir: a service to serve")
+    # KServe passes its own flags (--workers, --grpc_port, ...) to every model server; they do not apply.
+    args, _unknown = parser.parse_known_args(argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    settings = ServerSettings.from_env(env)
+    if args.http_port:
+        settings = dataclasses.replace(settings, http_port=args.http_port)
+    configure_logging(settings.json_logs, settings.log_level)
+    pool = MediaWikiPool(settings.mediawiki)
+    try:
+        models = [RevscoringModel(find_service(isvc), path, settings, pool, owns_pool=index == 0)
+                  for index, (isvc, path) in enumerate(_services(args, env))]
+    except (UnknownService, ModelLoadError) as error:
+        logger.error(f"Cannot start: {error}")
+        return EXIT_BAD_CONFIG
+    serve(models, settings)
+    return 0
+
+
+def _services(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str, Path]]:
+    if args.models_dir:
+        if not args.isvc:
+            raise UnknownService("--models_dir needs at least one --isvc.")
+        return [(isvc, args.models_dir / isvc / "model.bin") for isvc in args.isvc]
+    isvc = args.model_name or env.get("INFERENCE_NAME")
+    if not isvc:
+        raise UnknownService("No inference service name: set INFERENCE_NAME (e.g. enwiki-damaging).")
+    return [(isvc, Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH))]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The one seam through which CPU-bound work (feature extraction and scoring) leaves the event loop.
+
+Today it is the loop's default thread pool; a process pool can replace it without touching the model,
+because the work is a picklable function of plain data (`scoring.score_revision(ScoreJob)`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class OffLoopExecutor:
+    """Runs functions in `executor` (None: the event loop's default thread pool)."""
+
+    def __init__(self, executor: Executor | None = None) -> None:
+        self.executor = executor
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)

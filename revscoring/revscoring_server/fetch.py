@@ -1,0 +1,186 @@
+"""Fetches, with async HTTP, every MediaWiki document a model's features need for one revision.
+
+The result, `ApiDocs`, is plain data (JSON-like dicts) in the shape revscoring's `api.Extractor` expects,
+so extraction can run later, anywhere (thread or process), without one HTTP call.
+
+revscoring was written against the Action API's formatversion 1 (text under `*`, flags such as `minor`
+present-or-absent, `query.pages` keyed by page id); the shared client speaks formatversion 2, so the docs
+are converted (`to_formatversion1`) before they are cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from revscoring.extractors.api.util import REV_PROPS, USER_PROPS
+
+from wikiserve.errors import InvalidRequest, MediaWikiError
+from wikiserve.mediawiki import MediaWikiClient
+from revscoring_server.model_types import Need
+
+# Flags the Action API reports as `true`/`false` in formatversion 2 and as present-or-absent in 1.
+_REVISION_PROPS = sorted(REV_PROPS | {"content"})
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """What to fetch besides the revision: the model type's needs, plus details read from the model."""
+
+    needs: frozenset[Need]
+    content_models: tuple[str, ...]
+    page_creation_text: bool = False
+    last_revision_text: bool = False
+
+
+@dataclass
+class ApiDocs:
+    """The API documents for scoring one revision (formatversion-1 shape); plain, picklable data."""
+
+    rev_id: int
+    revision: dict[str, Any]  # query doc of prop=revisions&revids=<rev_id>
+    parent_id: int | None = None
+    parent: dict[str, Any] | None = None  # query doc of the parent revision
+    user_text: str | None = None
+    user: dict[str, Any] | None = None  # query doc of list=users
+    page_creation: dict[str, Any] | None = None  # the page's first revision doc itself
+    last_user_revision: dict[str, Any] | None = None  # query doc of list=usercontribs
+    entity_id: str | None = None
+    property_suggestions: dict[str, Any] | None = None  # wbsgetsuggestions doc
+    calls: list[str] = field(default_factory=list)  # which API calls were made, for logs and tests
+
+
+async def fetch_docs(client: MediaWikiClient, dbname: str, rev_id: int, plan: FetchPlan) -> ApiDocs:
+    """The revision first (everything else depends on it), then the rest of the plan concurrently."""
+    doc = to_formatversion1(await client.get(
+        action="query", prop="revisions", revids=rev_id, rvslots="main", rvprop=_REVISION_PROPS))
+    docs = ApiDocs(rev_id=rev_id, revision=doc, calls=["revision"])
+    revision = _only_revision(doc, rev_id, dbname)
+    _check_readable(revision, rev_id, dbname, plan.content_models)
+    await asyncio.gather(*_dependent_fetches(client, docs, revision, plan))
+    return docs
+
+
+def _dependent_fetches(client: MediaWikiClient, docs: ApiDocs, revision: dict[str, Any],
+                       plan: FetchPlan) -> list:
+    fetches = []
+    parent_id = revision.get("parentid") or 0
+    if Need.PARENT_REVISION in plan.needs and parent_id > 0:
+        fetches.append(_fetch_parent(client, docs, parent_id))
+    user_text = revision.get("user")
+    # Anonymous editors have no account to look up; a hidden user has no name to look up.
+    if Need.USER_INFO in plan.needs and user_text and revision.get("userid", 0) > 0:
+        fetches.append(_fetch_user(client, docs, user_text))
+    if Need.PAGE_CREATION in plan.needs:
+        fetches.append(_fetch_page_creation(client, docs, revision["page"]["pageid"], plan.page_creation_text))
+    if Need.USER_LAST_REVISION in plan.needs and user_text:
+        fetches.append(_fetch_last_user_revision(client, docs, user_text, revision["timestamp"],
+                                                 plan.last_revision_text))
+    if Need.PROPERTY_SUGGESTIONS in plan.needs:
+        fetches.append(_fetch_property_suggestions(client, docs, revision["page"]["title"]))
+    return fetches
+
+
+async def _fetch_parent(client: MediaWikiClient, docs: ApiDocs, parent_id: int) -> None:
+    docs.parent_id = parent_id
+    # A missing parent (deleted) comes back as `badrevids`; revscoring then reports RevisionNotFound.
+    docs.parent = to_formatversion1(await client.get(
+        action="query", prop="revisions", revids=parent_id, rvslots="main", rvprop=_REVISION_PROPS))
+    docs.calls.append("parent")
+
+
+async def _fetch_user(client: MediaWikiClient, docs: ApiDocs, user_text: str) -> None:
+    docs.user_text = user_text
+    docs.user = to_formatversion1(await client.get(
+        action="query", list="users", ususers=user_text, usprop=sorted(USER_PROPS)))
+    docs.calls.append("user")
+
+
+async def _fetch_page_creation(client: MediaWikiClient, docs: ApiDocs, page_id: int, text: bool) -> None:
+    props = sorted(REV_PROPS | {"content"}) if text else sorted(REV_PROPS)
+    doc = to_formatversion1(await client.get(
+        action="query", prop="revisions", pageids=page_id, rvdir="newer", rvlimit=1, rvslots="main",
+        rvprop=props))
+    pages = list(doc.get("query", {}).get("pages", {}).values())
+    revisions = pages[0].get("revisions", []) if pages else []
+    docs.page_creation = revisions[0] if revisions else None
+    docs.calls.append("page_creation")
+
+
+async def _fetch_last_user_revision(client: MediaWikiClient, docs: ApiDocs, user_text: str,
+                                    timestamp: str, text: bool) -> None:
+    # The edit before this one: start one second earlier, as revscoring's own query does.
+    start = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) - timedelta(seconds=1)
+    props = ["ids", "timestamp", "comment", "size", "flags", "title"]
+    docs.user_text = user_text
+    docs.last_user_revision = to_formatversion1(await client.get(
+        action="query", list="usercontribs", ucuser=user_text, uclimit=1, ucdir="older",
+        ucstart=start.strftime("%Y-%m-%dT%H:%M:%SZ"), ucprop=props + (["content"] if text else [])))
+    docs.calls.append("last_user_revision")
+
+
+async def _fetch_property_suggestions(client: MediaWikiClient, docs: ApiDocs, entity_id: str) -> None:
+    """Wikidata's WikibaseSuggester. A wiki without it answers `unknown_action`: that is a 502 naming the
+    API (the upstream cannot serve this model), not a client error and not a silently wrong score."""
+    docs.entity_id = entity_id
+    try:
+        docs.property_suggestions = await client.get(action="wbsgetsuggestions", entity=entity_id,
+                                                     include="all", limit=50)
+    except MediaWikiError as error:
+        if "'unknown_action'" in error.message:
+            raise MediaWikiError(f"{error.message} (property suggestions need the WikibaseSuggester "
+                                 "extension on the wiki)", kind="unsupported_action") from None
+        raise
+    docs.calls.append("property_suggestions")
+
+
+def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> dict[str, Any]:
+    query = doc.get("query") or {}
+    if str(rev_id) in (query.get("badrevids") or {}):
+        raise InvalidRequest(f"Revision {rev_id} does not exist on {dbname} (or was deleted): "
+                             "MediaWiki reports it in 'badrevids'.")
+    for page in (query.get("pages") or {}).values():
+        for revision in page.get("revisions") or []:
+            if revision.get("revid") == rev_id:
+                return revision
+    raise InvalidRequest(f"Revision {rev_id} was not found on {dbname}.")
+
+
+def _check_readable(revision: dict[str, Any], rev_id: int, dbname: str, content_models: tuple[str, ...]) -> None:
+    main = (revision.get("slots") or {}).get("main") or {}
+    if "texthidden" in main or "texthidden" in revision:
+        raise InvalidRequest(f"The text of revision {rev_id} on {dbname} is deleted or hidden "
+                             "(texthidden); it cannot be scored.")
+    content_model = main.get("contentmodel")
+    if content_model not in content_models:
+        raise InvalidRequest(
+            f"Revision {rev_id} on {dbname} has content model {content_model!r}; this model scores "
+            f"{' or '.join(repr(model) for model in content_models)} content only.")
+
+
+def to_formatversion1(doc: Any) -> Any:
+    """Converts an Action API formatversion-2 answer to the formatversion-1 shape revscoring reads.
+
+    `query.pages` becomes a dict keyed by page id, slot text moves from `content` to `*`, and boolean
+    flags (`minor`, `anon`, `texthidden`, `userhidden`, `commenthidden`, `missing`, ...) become present-with-""
+    when true and absent when false.
+    """
+    if isinstance(doc, list):
+        return [to_formatversion1(item) for item in doc]
+    if not isinstance(doc, dict):
+        return doc
+    converted: dict[str, Any] = {}
+    for key, value in doc.items():
+        if isinstance(value, bool):
+            if value:
+                converted[key] = ""
+        elif key == "pages" and isinstance(value, list):
+            converted[key] = {str(page.get("pageid", -index)): to_formatversion1(page)
+                              for index, page in enumerate(value, start=1)}
+        elif key == "content" and isinstance(value, str):
+            converted["*"] = value
+        else:
+            converted[key] = to_formatversion1(value)
+    return converted

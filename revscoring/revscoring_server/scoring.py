@@ -1,0 +1,250 @@
+"""Feature extraction and scoring: one pure function of plain data, so it can run in a thread or a process.
+
+`score_revision(ScoreJob)` builds a revscoring `api.Extractor` whose MediaWiki session refuses every call,
+fills its `MWAPICache` with the documents fetched beforehand, extracts the model's features (and, for
+extended output, the base features, from the same solve cache) and scores. Models are looked up by file
+path in a per-process registry, so a worker process loads each model once and jobs stay small.
+"""
+
+from __future__ import annotations
+
+import bz2
+import logging
+import math
+import pickle
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from revscoring import Model
+from revscoring.errors import (
+    CaughtDependencyError,
+    CommentDeleted,
+    DependencyError,
+    EntityNotFound,
+    PageNotFound,
+    QueryNotSupported,
+    RevisionNotFound,
+    TextDeleted,
+    UnexpectedContentType,
+    UserDeleted,
+    UserNotFound,
+)
+from revscoring.extractors.api import Extractor, MWAPICache
+from revscoring.features import trim
+from revscoring.scoring.models import Classifier
+
+from revscoring_server.fetch import ApiDocs
+from revscoring_server.model_types import Output
+from wikiserve import metrics
+from wikiserve.errors import InvalidRequest, MediaWikiError, ServingError
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(Exception):
+    """The model binary is missing, unreadable or not a revscoring classifier of the expected kind."""
+
+
+class FeatureExtractionError(ServingError):
+    status = 500
+
+
+class NetworkForbidden(Exception):
+    """Feature extraction asked for MediaWiki data that was not fetched beforehand (a fetch-plan bug)."""
+
+
+class NoNetworkSession:
+    """Stands in for `mwapi.Session`: extraction must be served entirely from the pre-filled cache."""
+
+    def get(self, **params: Any) -> dict:
+        raise NetworkForbidden(f"feature extraction tried to call the MediaWiki API itself with {params!r}")
+
+    post = get
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """Everything `score_revision` needs; plain and picklable (the model is referred to by path)."""
+
+    model_path: str
+    model_name: str  # the model type, the key in the response
+    rev_id: int
+    docs: ApiDocs
+    extended_output: bool = False
+
+
+_MODELS: dict[str, Model] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(path: Path | str) -> Model:
+    """The revscoring model at `path` (`.bz2` read compressed), loaded once per process."""
+    key = str(path)
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _read_model(Path(path))
+        return _MODELS[key]
+
+
+def _read_model(path: Path) -> Model:
+    if not path.is_file():
+        raise ModelLoadError(f"Model binary {path} does not exist (set MODEL_PATH or mount it at /mnt/models).")
+    opener = bz2.open if path.suffix in (".bz2", ".bzip2") else open
+    try:
+        with opener(path, "rb") as handle:
+            model = Model.load(handle)
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError) as error:
+        raise ModelLoadError(f"Model binary {path} could not be read as a revscoring model: "
+                             f"{type(error).__name__}: {error}") from None
+    if not isinstance(model, Classifier):
+        raise ModelLoadError(f"Model binary {path} holds a {type(model).__name__}, "
+                             "not a revscoring classifier.")
+    return model
+
+
+def check_output_shape(model: Classifier, output: Output, path: Path | str) -> None:
+    """Fails when the binary's labels do not fit the model type (e.g. a topic model served as damaging)."""
+    labels = list(model.labels)
+    if output is Output.MULTILABEL:
+        fits = bool(model.multilabel)
+    elif output is Output.BINARY:
+        fits = not model.multilabel and set(labels) == {True, False}
+    else:
+        fits = not model.multilabel and len(labels) >= 2 and not all(isinstance(label, bool) for label in labels)
+    if not fits:
+        raise ModelLoadError(f"Model binary {path} does not fit a {output.value} model type: its labels are "
+                             f"{labels[:8]} (multilabel={model.multilabel}).")
+
+
+def score_revision(job: ScoreJob) -> dict[str, Any]:
+    """Extracts features for `job.rev_id` from the pre-fetched docs and scores them.
+
+    Returns the model's entry of the response: `{"score": {...}}`, plus `"features"` for extended output.
+    """
+    model = load_model(job.model_path)
+    extractor = Extractor(NoNetworkSession(), http_cache=_http_cache(job.docs))
+    features = list(model.features)
+    base_features = [feature for feature in trim(features) if feature not in set(features)] \
+        if job.extended_output else []
+    cache = _solve_cache(extractor, job.docs)
+    started = time.perf_counter()
+    try:
+        values = list(extractor.extract(job.rev_id, features + base_features, cache=cache))
+    except DependencyError as error:
+        raise _extraction_error(error, job.rev_id) from None
+    metrics.FEATURE_EXTRACTION_SECONDS.labels(model=job.model_name).observe(time.perf_counter() - started)
+    entry: dict[str, Any] = {"score": format_score(model.score(values[:len(features)]))}
+    if job.extended_output:
+        # Base features: the unmodified features the model's (possibly log/sub-modified) ones are built on.
+        base = list(trim(features))
+        by_feature = {**dict(zip(features, values, strict=False)),
+                      **dict(zip(base_features, values[len(features):], strict=True))}
+        entry["features"] = {str(feature): jsonable(by_feature[feature]) for feature in base}
+    return entry
+
+
+def _http_cache(docs: ApiDocs) -> MWAPICache:
+    http_cache = MWAPICache()
+    http_cache.add_revisions_batch_doc([docs.rev_id], docs.revision)
+    if docs.parent is not None and docs.parent_id is not None:
+        http_cache.add_revisions_batch_doc([docs.parent_id], docs.parent)
+    if docs.user is not None and docs.user_text is not None:
+        http_cache.add_users_batch_doc([docs.user_text], docs.user)
+    if docs.last_user_revision is not None and docs.user_text is not None:
+        http_cache.add_usercontribs_doc(docs.user_text, docs.last_user_revision)
+    if docs.property_suggestions is not None and docs.entity_id is not None:
+        http_cache.add_wbsgetsuggestions_doc(docs.entity_id, docs.property_suggestions)
+    return http_cache
+
+
+def _solve_cache(extractor: Extractor, docs: ApiDocs) -> dict:
+    """Values injected straight into the solve cache, for datasources MWAPICache cannot serve.
+
+    revscoring's `get_page_creation_doc` reads a cached doc with `.values()['revisions']`, which fails, so
+    the page-creation revision doc is injected as the datasource's value instead.
+    """
+    cache: dict = {}
+    page = getattr(extractor.revision, "page", None)
+    creation = getattr(page, "creation", None)
+    if docs.page_creation is not None and creation is not None:
+        cache[creation.doc] = docs.page_creation
+    return cache
+
+
+def _extraction_error(error: DependencyError, rev_id: int) -> ServingError:
+    """revscoring's extraction errors, as messages a client can act on."""
+    if isinstance(error, CaughtDependencyError):
+        cause = error.exception
+        if isinstance(cause, NetworkForbidden):
+            logger.error("Feature extraction needed data that was not fetched", extra={"error": str(cause)})
+            return FeatureExtractionError(f"Feature extraction for revision {rev_id} needed MediaWiki data the "
+                                          "server did not fetch; this is a server bug.")
+        logger.error("Feature extraction failed", extra={"rev_id": rev_id, "error": error.formatted_exception})
+        return FeatureExtractionError(
+            f"Feature extraction failed for revision {rev_id}: {type(cause).__name__}: {str(cause)[:200]}")
+    subject = _subject(error, rev_id)
+    if isinstance(error, TextDeleted):
+        return InvalidRequest(f"The text of {subject} is deleted or hidden; it cannot be scored.")
+    if isinstance(error, CommentDeleted):
+        return InvalidRequest(f"The edit summary of {subject} is deleted or hidden; it cannot be scored.")
+    if isinstance(error, UserDeleted):
+        return InvalidRequest(f"The user of {subject} is deleted or hidden; it cannot be scored.")
+    if isinstance(error, RevisionNotFound):
+        return InvalidRequest(f"{subject[0].upper()}{subject[1:]} was not found (deleted?); "
+                              f"revision {rev_id} cannot be scored.")
+    if isinstance(error, (UserNotFound, PageNotFound, EntityNotFound)):
+        return InvalidRequest(f"Could not score revision {rev_id}: {error.message}")
+    if isinstance(error, UnexpectedContentType):
+        return InvalidRequest(f"The content of revision {rev_id} cannot be parsed: {error.message}")
+    if isinstance(error, QueryNotSupported):
+        return MediaWikiError(f"The MediaWiki API does not support a query revision {rev_id} needs: "
+                              f"{error.message}", kind="unsupported_action")
+    return FeatureExtractionError(f"Feature extraction failed for revision {rev_id}: {error}")
+
+
+def _subject(error: DependencyError, rev_id: int) -> str:
+    """Which revision an error is about, from the datasource name revscoring puts in its message."""
+    message = str(error)
+    if "revision.parent" in message:
+        return f"the parent revision of revision {rev_id}"
+    if "revision.page.creation" in message:
+        return f"the first revision of the page of revision {rev_id}"
+    if "revision.user.last_revision" in message:
+        return f"the previous edit by the user of revision {rev_id}"
+    return f"revision {rev_id}"
+
+
+def format_score(score: dict[str, Any]) -> dict[str, Any]:
+    """revscoring's score with JSON-friendly labels: booleans become "true"/"false" keys, floats floats."""
+    prediction = score["prediction"]
+    if isinstance(prediction, (list, tuple)):
+        prediction = [jsonable(label) for label in prediction]
+    else:
+        prediction = jsonable(prediction)
+    probability = {label_key(label): float(value) for label, value in score["probability"].items()}
+    return {"prediction": prediction, "probability": probability}
+
+
+def label_key(label: Any) -> str:
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    return str(label)
+
+
+def jsonable(value: Any) -> Any:
+    """Feature values as JSON values: numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "tolist"):  # numpy scalar or array
+        return jsonable(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    return str(value)

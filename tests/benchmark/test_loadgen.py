@@ -1,0 +1,91 @@
+import asyncio
+import io
+import math
+
+from aiohttp import web
+
+from benchmark.loadgen import RequestSpec, percentile, run_load
+from benchmark.procs import free_port
+from benchmark.replay import start_app
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([3.0], 90) == 3.0
+    assert math.isnan(percentile([], 50))
+
+
+async def _server(handler):
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    port = free_port()
+    return await start_app(app, port), f"http://127.0.0.1:{port}"
+
+
+async def test_counts_every_request_and_separates_labels_and_errors():
+    seen = []
+    in_flight = {"now": 0, "max": 0}
+
+    async def handler(request):
+        body = await request.json()
+        seen.append(body["n"])
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        await asyncio.sleep(0.002)
+        in_flight["now"] -= 1
+        if body["n"] == 2:
+            return web.json_response({"error": "bad"}, status=500)
+        return web.json_response({"ok": True})
+
+    runner, url = await _server(handler)
+    specs = [RequestSpec("/p", b'{"n": 0}', "ordinary"), RequestSpec("/p", b'{"n": 1}', "heavy"),
+             RequestSpec("/p", b'{"n": 2}', "ordinary")]
+    try:
+        result = await run_load(url, specs, concurrency=4, total=90, progress_s=0)
+    finally:
+        await runner.cleanup()
+    assert len(seen) == 90 == result.completed
+    assert sorted(seen) == [0] * 30 + [1] * 30 + [2] * 30
+    assert result.errors == 30 and "HTTP 500" in result.error_examples[0]
+    assert len(result.latencies["ordinary"]) == 30 and len(result.latencies["heavy"]) == 30
+    assert in_flight["max"] == 4  # closed loop: never more than `concurrency` requests at once
+    assert result.throughput > 0 and result.generator_cpu_s > 0
+
+
+async def test_duration_mode_excludes_warmup_and_reports_progress():
+    async def handler(request):
+        await request.read()
+        await asyncio.sleep(0.01)
+        return web.json_response({})
+
+    runner, url = await _server(handler)
+    stream = io.StringIO()
+    try:
+        result = await run_load(url, [RequestSpec("/p", b"{}")], concurrency=2, duration_s=0.6, warmup_s=0.3,
+                                progress_s=0.2, name="probe", stream=stream)
+    finally:
+        await runner.cleanup()
+    assert result.elapsed_s == 0.6
+    # two clients, >= 10 ms each: at most ~2 * 0.6 / 0.01 = 120 counted requests
+    assert 20 <= result.completed <= 125
+    assert all(latency >= 0.01 for latency in result.latencies["ordinary"])
+    assert "probe:" in stream.getvalue()
+
+
+async def test_completion_callback_sees_every_count():
+    counts = []
+
+    async def handler(request):
+        await request.read()
+        return web.json_response({})
+
+    runner, url = await _server(handler)
+    try:
+        await run_load(url, [RequestSpec("/p", b"{}")], concurrency=3, total=25, progress_s=0,
+                       on_completed=counts.append)
+    finally:
+        await runner.cleanup()
+    assert counts == list(range(1, 26))

@@ -1,0 +1,198 @@
+"""blubber.yaml: valid Blubber v4, current with its generator, and each image holding only what it needs."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from blubber_config import (
+    REPO_ROOT,
+    TEST_VARIANT,
+    apt_packages,
+    builders,
+    effective_variant,
+    load_blubber,
+    production_variants,
+)
+
+from deploy import blubber, images
+from deploy.seed_table import load_rows
+
+SCHEMA = REPO_ROOT.parent / "shared" / "schemas" / "blubber-v4.config.schema.json"
+LIVES_IN = "/srv/app"
+
+
+@pytest.fixture(scope="module")
+def schema():
+    return json.loads(SCHEMA.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_blubber()
+
+
+def validator(schema):
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def known_keys(schema, definition):
+    """Property names a definition (and the definitions it combines) allows."""
+    node = schema["$defs"][definition]
+    keys = set(node.get("properties", {}))
+    for part in node.get("allOf", []):
+        keys |= set(part.get("properties", {}))
+        if "$ref" in part:
+            keys |= known_keys(schema, part["$ref"].split("/")[-1])
+    return keys
+
+
+def test_blubber_yaml_validates_against_the_v4_schema(schema, config):
+    validator(schema).validate(config)
+    assert config["version"] == "v4"
+
+
+def test_schema_validation_rejects_a_broken_config(schema, config):
+    broken = json.loads(json.dumps(config))
+    broken["variants"]["editquality"]["entrypoint"] = "python3 -m revscoring_server"  # must be a list
+    assert not validator(schema).is_valid(broken)
+
+
+def test_no_key_unknown_to_blubber(schema, config):
+    # the schema itself allows any key, so a typo ("entrypont") would pass validation silently
+    variant_keys = known_keys(schema, "v4.Variant")
+    top_keys = known_keys(schema, "v4.Config")
+    assert set(config) <= top_keys
+    for name, variant in config["variants"].items():
+        assert set(variant) <= variant_keys, name
+
+
+def test_first_line_selects_the_blubber_buildkit_frontend():
+    first = (REPO_ROOT / "blubber.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# syntax=docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v")
+
+
+def test_committed_blubber_yaml_is_what_the_generator_writes():
+    assert (REPO_ROOT / "blubber.yaml").read_text(encoding="utf-8") == blubber.render_text(), (
+        "blubber.yaml is out of date: run `python -m deploy.blubber --write`")
+
+
+def test_one_production_variant_per_image_of_the_seed_table(config):
+    seed_images = {image for row in load_rows() for image in row.images}
+    assert set(production_variants(config)) == seed_images
+    assert TEST_VARIANT in config["variants"]
+
+
+def dictionaries_tsv():
+    table = {}
+    for line in (REPO_ROOT / "requirements" / "dictionaries.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            language, packages = line.split("\t")[:2]
+            table[language] = set(packages.split()) - {"-"}
+    return table
+
+
+def test_each_variant_installs_exactly_the_dictionaries_of_its_wikis(config):
+    table = dictionaries_tsv()
+    every_dictionary = set().union(*table.values())
+    for name in production_variants(config):
+        languages = {row.content_language for row in load_rows() if name in row.images and row.is_revscoring}
+        expected = set().union(set(), *(table[language] for language in languages))
+        installed = set(apt_packages(effective_variant(name, config))) & every_dictionary
+        assert installed == expected, name
+    # images differ: only editquality serves plwiki, so only it carries the Polish dictionary
+    assert "aspell-pl" in apt_packages(effective_variant("editquality", config))
+    assert "aspell-pl" not in apt_packages(effective_variant("articlequality", config))
+
+
+def test_production_variants_run_unprivileged_and_start_their_server(config):
+    for name in production_variants(config):
+        variant = effective_variant(name, config)
+        assert variant["runs"]["insecurely"] is False, name
+        assert variant["entrypoint"][1:3] == ["-m", images.image(name).entrypoint[2]], name
+
+
+def copied_sources(variant):
+    return [copy["source"] for copy in variant.get("copies", []) if isinstance(copy, dict)]
+
+
+def test_variants_copy_only_their_own_source_folders(config):
+    for name in production_variants(config):
+        sources = copied_sources(effective_variant(name, config))
+        assert all((REPO_ROOT / source).is_dir() for source in sources), name
+        server = "revscoring/revscoring_server" if images.image(name).revscoring else \
+            "outlink-topic-model/outlink_server"
+        assert set(sources) == {"python/wikiserve", server}, name
+        for copy in effective_variant(name, config)["copies"]:
+            assert copy["destination"] == f"{LIVES_IN}/{copy['source']}"  # same layout as the repo
+
+
+def test_requirements_are_pinned_files_and_everything_they_include_is_copied_first(config):
+    for name in production_variants(config) + [TEST_VARIANT]:
+        steps = builders(effective_variant(name, config))
+        python = [settings for kind, settings in steps if kind == "python"]
+        assert len(python) == 1, name
+        top = python[0]["requirements"]
+        expected = "requirements/dev.txt" if name == TEST_VARIANT else images.image(name).requirements
+        assert top == [expected], name
+        copied_before = [req for kind, settings in steps[: [k for k, _ in steps].index("python")]
+                         for req in settings.get("requirements", [])]
+        closure = images.requirement_closure(top[0])
+        assert set(closure[1:]) == set(copied_before), name
+        assert "requirements/constraints.txt" in closure  # every install is pinned
+        assert all((REPO_ROOT / path).is_file() for path in closure), name
+
+
+def test_no_production_image_installs_another_images_requirements(config):
+    for name in production_variants(config):
+        closure = images.requirement_closure(images.image(name).requirements)
+        others = {f"requirements/{other}.txt" for other in production_variants(config) if other != name}
+        assert not others & set(closure), name
+        assert "requirements/test.txt" not in closure and "requirements/dev.txt" not in closure
+
+
+def commands(variant):
+    return [settings.get("command") for kind, settings in builders(variant) if kind == "custom"]
+
+
+def test_revscoring_variants_fetch_their_nltk_corpora_at_build(config):
+    for name in production_variants(config):
+        variant = effective_variant(name, config)
+        fetches = [c for c in commands(variant) if c and "nltk.downloader" in c]
+        if not images.image(name).revscoring:
+            assert not fetches, name
+            continue
+        (command,) = fetches
+        target = command.index("-d") + 1
+        assert command[target] == variant["runs"]["environment"]["NLTK_DATA"]
+        corpora = set(command[target + 1:])
+        assert "stopwords" in corpora, name  # revscoring's language modules load them at import
+        # only draftquality scores sentiment (draftquality.feature_lists.enwiki imports sentiwordnet)
+        assert ({"wordnet", "sentiwordnet"} <= corpora) == (name == "draftquality"), name
+
+
+def test_topic_variant_downloads_every_word_vector_file_drafttopic_loads(config):
+    from dev.word_vectors import kv_file_names
+
+    for name in production_variants(config):
+        fetch = [c for c in commands(effective_variant(name, config))
+                 if c and any("fetch_word_vectors.py" in part for part in c)]
+        if name != "topic":
+            assert not fetch, name
+            continue
+        assert len(fetch) == 1
+        names = [arg for arg in fetch[0] if arg.endswith(".kv")]
+        assert sorted(names) == kv_file_names()
+        # revscoring looks for `word2vec/<name>` relative to the working directory (= lives.in)
+        assert fetch[0][fetch[0].index("--dest") + 1] == f"{LIVES_IN}/word2vec"
+        script = Path(fetch[0][1])
+        assert (REPO_ROOT / "deploy" / script.name).is_file()
+
+
+def test_test_variant_runs_the_suite_with_every_dictionary(config):
+    variant = effective_variant(TEST_VARIANT, config)
+    assert variant["entrypoint"][1:3] == ["-m", "pytest"]
+    assert set().union(*dictionaries_tsv().values()) <= set(apt_packages(variant))
+    assert copied_sources(variant) == ["."]

@@ -1,0 +1,146 @@
+"""The KServe manifests: valid against the v0.13.1 CRD schema, one per seed-table row, wired right."""
+
+import copy
+import re
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import yaml
+from blubber_config import REPO_ROOT, production_variants
+
+from deploy.render import Values, render
+from deploy.seed_table import load_rows
+
+CRD = REPO_ROOT.parent / "shared" / "schemas" / "kserve-v0.13.1-inferenceservices.crd.yaml"
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+STORAGE_URI = re.compile(r"^s3://wmf-ml-models/[a-z0-9-]+/[a-z0-9-]+/\d{14}/$")
+
+
+def strict(schema):
+    """The CRD schema with unknown fields rejected. The API server silently prunes fields the schema
+    does not know, so a misspelt key ("readinesProbe") would otherwise vanish without an error."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+@pytest.fixture(scope="module")
+def crd_validator():
+    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1beta1"]
+    schema = strict(version["schema"]["openAPIV3Schema"])
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return load_rows()
+
+
+@pytest.fixture(scope="module")
+def manifests(rows):
+    return list(yaml.safe_load_all(render(Values.load(), rows)))
+
+
+def env(container):
+    return {item["name"]: item["value"] for item in container["env"]}
+
+
+def test_every_manifest_validates_against_the_crd_schema(manifests, crd_validator):
+    for manifest in manifests:
+        errors = [f"{list(e.path)}: {e.message}" for e in crd_validator.iter_errors(manifest)]
+        assert not errors, (manifest["metadata"]["name"], errors[:3])
+
+
+def test_the_strict_schema_catches_a_misspelt_field(manifests, crd_validator):
+    broken = copy.deepcopy(manifests[0])
+    container = broken["spec"]["predictor"]["containers"][0]
+    container["readinesProbe"] = container.pop("readinessProbe")
+    assert not crd_validator.is_valid(broken)
+
+
+def test_one_inference_service_per_row_in_its_namespace(manifests, rows):
+    assert len(manifests) == len(rows) == 111
+    by_name = {m["metadata"]["name"]: m for m in manifests}
+    assert set(by_name) == {row.isvc for row in rows}
+    for row in rows:
+        manifest = by_name[row.isvc]
+        assert manifest["kind"] == "InferenceService"
+        assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
+        assert manifest["metadata"]["namespace"] == row.namespace
+        assert DNS_1035.match(row.isvc) and len(row.isvc) <= 63
+
+
+def test_revscoring_services_get_their_model_wiki_and_image(manifests, rows):
+    by_name = {m["metadata"]["name"]: m for m in manifests}
+    for row in (r for r in rows if r.is_revscoring):
+        predictor = by_name[row.isvc]["spec"]["predictor"]
+        assert "transformer" not in by_name[row.isvc]["spec"]
+        (container,) = predictor["containers"]
+        variables = env(container)
+        assert variables["INFERENCE_NAME"] == row.isvc
+        assert variables["WIKI_HOST"] == row.domain
+        assert variables["WIKI_URL"].startswith("https://")
+        assert STORAGE_URI.match(variables["STORAGE_URI"])
+        assert f"/{row.model_type}/{row.dbname}/" in variables["STORAGE_URI"]
+        assert container["image"].endswith(f"-{row.images[0]}:stable")
+        assert container["readinessProbe"]["httpGet"]["path"] == f"/v1/models/{row.isvc}"
+        probe_port = container["readinessProbe"]["httpGet"]["port"]
+        assert probe_port == container["ports"][0]["containerPort"] == 8080
+        assert predictor["serviceAccountName"] == "kserve"
+        assert container["resources"]["requests"]["memory"]
+
+
+def test_outlink_service_has_predictor_and_transformer(manifests):
+    (outlink,) = [m for m in manifests if m["metadata"]["name"] == "outlink-topic-model"]
+    predictor = outlink["spec"]["predictor"]["containers"][0]
+    transformer = outlink["spec"]["transformer"]["containers"][0]
+    assert predictor["image"].endswith("-outlink:stable")
+    assert transformer["image"].endswith("-outlink-transformer:stable")
+    assert STORAGE_URI.match(env(predictor)["STORAGE_URI"])
+    assert "STORAGE_URI" not in env(transformer) and env(transformer)["WIKI_URL"]
+
+
+def test_every_image_pulled_is_a_variant_of_blubber_yaml(manifests):
+    pulled = {c["image"].rsplit(":", 1)[0].split("/")[-1]
+              for m in manifests for component in m["spec"].values() for c in component["containers"]}
+    project = Values.load().raw["images"]["project"]
+    assert pulled == {f"{project}-{variant}" for variant in production_variants()}
+
+
+def test_bucket_and_versions_come_from_the_values(rows, tmp_path):
+    raw = yaml.safe_load((REPO_ROOT / "deploy" / "values.yaml").read_text(encoding="utf-8"))
+    raw["storage"]["bucket"] = "other-bucket"
+    raw["storage"]["overrides"] = {"enwiki-damaging": "20240101000000"}
+    manifests = {m["metadata"]["name"]: m for m in yaml.safe_load_all(render(Values(raw), rows))}
+    uri = env(manifests["enwiki-damaging"]["spec"]["predictor"]["containers"][0])["STORAGE_URI"]
+    assert uri == "s3://other-bucket/damaging/enwiki/20240101000000/"
+    other = env(manifests["enwiki-goodfaith"]["spec"]["predictor"]["containers"][0])["STORAGE_URI"]
+    assert other == f"s3://other-bucket/goodfaith/enwiki/{raw['storage']['versions']['goodfaith']}/"
+
+
+def test_service_accounts_cover_every_namespace(rows):
+    documents = list(yaml.safe_load_all(render(Values.load(), rows, with_service_accounts=True)))
+    accounts = [d for d in documents if d["kind"] == "ServiceAccount"]
+    assert {a["metadata"]["namespace"] for a in accounts} == {row.namespace for row in rows}
+    assert sum(d["kind"] == "InferenceService" for d in documents) == 111
+
+
+def test_command_line_prints_111_inference_services():
+    result = subprocess.run([sys.executable, "-m", "deploy.render"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, check=True, timeout=120)
+    assert sum(line == "kind: InferenceService" for line in result.stdout.splitlines()) == 111

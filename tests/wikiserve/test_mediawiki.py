@@ -1,0 +1,143 @@
+"""The shared MediaWiki client against the real farm, through the fault-injecting proxy (a stand-in)."""
+
+import asyncio
+import time
+
+import pytest
+from testkit.faulty_mediawiki import FaultyMediaWiki
+from testkit.servers import free_port
+
+from wikiserve.config import MediaWikiSettings
+from wikiserve.errors import InvalidRequest, MediaWikiError, MediaWikiTimeout, MediaWikiUnavailable
+from wikiserve.mediawiki import MediaWikiPool
+
+TIMEOUT_S = 0.5
+ATTEMPTS = 3
+
+
+@pytest.fixture(scope="module")
+def proxy(farm):
+    faulty = FaultyMediaWiki(farm.url).start()
+    yield faulty
+    faulty.stop()
+
+
+@pytest.fixture
+def faults(proxy):
+    proxy.clear()
+    yield proxy
+    proxy.clear()
+
+
+def call(url: str, **params) -> dict:
+    """One `get` through a fresh pool, as a server would make it, reading enwiki."""
+    settings = MediaWikiSettings(url=url, timeout_s=TIMEOUT_S, attempts=ATTEMPTS, backoff_base_s=0.01,
+                                 backoff_cap_s=0.2)
+
+    async def run() -> dict:
+        pool = MediaWikiPool(settings)
+        try:
+            return await pool.client("en.wikipedia.org").get(**params)
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def enwiki_rev_id(farm) -> int:
+    return farm.manifest["enwiki"]["pages"][0]["rev_ids"][-1]
+
+
+def test_a_good_call_reaches_the_right_wiki(farm, faults):
+    doc = call(faults.url, action="query", meta="siteinfo")
+    assert doc["query"]["general"]["lang"] == "en"
+    assert faults.requests[-1]["formatversion"] == "2"
+
+
+@pytest.mark.parametrize("fault, error, kind", [
+    ({"kind": "status", "status": 500}, MediaWikiUnavailable, "http_5xx"),
+    ({"kind": "status", "status": 502}, MediaWikiUnavailable, "http_5xx"),
+    ({"kind": "status", "status": 503}, MediaWikiUnavailable, "http_5xx"),
+    ({"kind": "status", "status": 429, "retry_after": "0"}, MediaWikiUnavailable, "rate_limited"),
+    ({"kind": "invalid_json"}, MediaWikiError, "bad_response"),
+    ({"kind": "truncated"}, MediaWikiError, "bad_response"),
+    ({"kind": "reset"}, MediaWikiUnavailable, "unavailable"),
+    ({"kind": "delay", "delay_s": TIMEOUT_S * 4}, MediaWikiTimeout, "timeout"),
+    ({"kind": "api_error", "api_code": "maxlag"}, MediaWikiUnavailable, "api_maxlag"),
+    ({"kind": "api_error", "api_code": "ratelimited"}, MediaWikiUnavailable, "api_ratelimited"),
+    ({"kind": "api_error", "api_code": "readonly"}, MediaWikiUnavailable, "api_readonly"),
+    ({"kind": "api_error", "api_code": "internal_api_error_DBConnectionError"}, MediaWikiUnavailable,
+     "api_internal_api_error"),
+])
+def test_transient_faults_are_retried_then_fail_with_a_5xx(farm, faults, fault, error, kind):
+    faults.inject(times=-1, **fault)
+    started = time.monotonic()
+    with pytest.raises(error) as raised:
+        call(faults.url, action="query", meta="siteinfo")
+    elapsed = time.monotonic() - started
+    assert raised.value.status >= 500 and raised.value.kind == kind
+    assert "MediaWiki API" in raised.value.message
+    assert len(faults.requests) == ATTEMPTS
+    assert elapsed < ATTEMPTS * (TIMEOUT_S + 0.2) + 1.0  # bounded: timeout x attempts plus capped backoff
+
+
+def test_a_transient_fault_that_clears_is_invisible(farm, faults):
+    faults.inject("status", status=503, times=2)
+    assert call(faults.url, action="query", meta="siteinfo")["query"]["general"]["lang"] == "en"
+    assert len(faults.requests) == 3
+
+
+def test_retry_after_is_honoured_but_capped(farm, faults):
+    faults.inject("status", status=429, retry_after="30", times=1)
+    started = time.monotonic()
+    call(faults.url, action="query", meta="siteinfo")
+    assert time.monotonic() - started < 1.5  # capped at backoff_cap_s, not 30 s
+
+
+@pytest.mark.parametrize("code", ["nosuchrevid", "badrevids"])
+def test_permanent_api_errors_are_4xx_and_not_retried(farm, faults, code):
+    faults.inject("api_error", api_code=code, times=-1)
+    with pytest.raises(InvalidRequest, match=code):
+        call(faults.url, action="query", meta="siteinfo")
+    assert len(faults.requests) == 1
+
+
+def test_unknown_api_errors_are_502_and_not_retried(farm, faults):
+    faults.inject("api_error", api_code="badvalue", times=-1)
+    with pytest.raises(MediaWikiError) as raised:
+        call(faults.url, action="query", meta="siteinfo")
+    assert raised.value.status == 502 and len(faults.requests) == 1
+
+
+def test_refused_connections_fail_fast_with_503():
+    started = time.monotonic()
+    with pytest.raises(MediaWikiUnavailable, match="unreachable"):
+        call(f"http://127.0.0.1:{free_port()}", action="query", meta="siteinfo")
+    assert time.monotonic() - started < 2
+
+
+def test_continuation_dropped_mid_way_is_an_error(farm, faults):
+    async def walk() -> int:
+        pool = MediaWikiPool(MediaWikiSettings(url=faults.url, timeout_s=TIMEOUT_S, attempts=2,
+                                               backoff_base_s=0.01))
+        try:
+            pages = 0
+            async for _ in pool.client("en.wikipedia.org").query_continued(list="allpages", aplimit=2):
+                pages += 1
+            return pages
+        finally:
+            await pool.close()
+
+    assert asyncio.run(walk()) > 1  # the farm has more than two pages: continuation really happens
+    faults.inject("drop_continuation", times=-1)
+    with pytest.raises(MediaWikiUnavailable):
+        asyncio.run(walk())
+
+
+def test_the_next_good_call_after_faults_succeeds(farm, faults):
+    faults.inject("reset", times=-1)
+    with pytest.raises(MediaWikiUnavailable):
+        call(faults.url, action="query", meta="siteinfo")
+    faults.clear()
+    doc = call(faults.url, action="query", prop="revisions", revids=str(enwiki_rev_id(farm)))
+    assert doc["query"]["pages"][0]["revisions"][0]["revid"] == enwiki_rev_id(farm)

@@ -1,0 +1,73 @@
+import pytest
+
+from wikiserve.errors import InvalidRequest
+from wikiserve.validation import (
+    exactly_one_of,
+    optional_bool,
+    optional_float,
+    optional_str,
+    parse_body,
+    reject_unknown_fields,
+    require_int,
+)
+
+
+@pytest.mark.parametrize("raw", [b'{"rev_id": 5}', '{"rev_id": 5}', {"rev_id": 5}])
+def test_parse_body_accepts_json_objects_in_any_encoding(raw):
+    assert parse_body(raw) == {"rev_id": 5}
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"", "empty"), (b"  ", "empty"), (b"{bad", "not valid JSON"), (b"[1, 2]", "not an array"),
+    (b'"text"', "not a string"), (b"42", "not a number"), (b"null", "not null"), (b"\xff\xfe", "not valid JSON"),
+])
+def test_parse_body_rejects_non_objects_with_a_message(raw, message):
+    with pytest.raises(InvalidRequest, match=message):
+        parse_body(raw)
+
+
+@pytest.mark.parametrize("value", ["12", 1.5, True, False, None, [1], {"a": 1}])
+def test_require_int_rejects_non_integers(value):
+    with pytest.raises(InvalidRequest, match="rev_id"):
+        require_int({"rev_id": value}, "rev_id")
+
+
+@pytest.mark.parametrize("value", [0, -1, 2**63, 10**30])
+def test_require_int_rejects_out_of_range(value):
+    with pytest.raises(InvalidRequest, match="between"):
+        require_int({"rev_id": value}, "rev_id")
+
+
+def test_require_int_names_a_missing_field():
+    with pytest.raises(InvalidRequest, match="'rev_id' is required"):
+        require_int({}, "rev_id")
+    assert require_int({"rev_id": 2**63 - 1}, "rev_id") == 2**63 - 1
+
+
+def test_optional_bool_and_float():
+    assert optional_bool({}, "debug") is False
+    assert optional_bool({"debug": True}, "debug") is True
+    with pytest.raises(InvalidRequest, match="boolean"):
+        optional_bool({"debug": "yes"}, "debug")
+    assert optional_float({"threshold": 1}, "threshold", 0.5, 0, 1) == 1.0
+    for bad in ("0.3", True, float("nan"), 2):
+        with pytest.raises(InvalidRequest, match="threshold"):
+            optional_float({"threshold": bad}, "threshold", 0.5, 0, 1)
+
+
+def test_optional_str_rejects_control_characters_and_blank():
+    assert optional_str({"t": "Ελλάδα"}, "t") == "Ελλάδα"
+    for bad in ("a\x00b", "a\nb", "   ", 5):
+        with pytest.raises(InvalidRequest, match="'t'"):
+            optional_str({"t": bad}, "t")
+
+
+def test_unknown_fields_and_exactly_one_of():
+    reject_unknown_fields({"rev_id": 1}, {"rev_id", "extended_output"})
+    with pytest.raises(InvalidRequest, match="'surprise'"):
+        reject_unknown_fields({"rev_id": 1, "surprise": 2}, {"rev_id"})
+    assert exactly_one_of({"page_id": 3}, "page_title", "page_id") == "page_id"
+    with pytest.raises(InvalidRequest, match="both"):
+        exactly_one_of({"page_id": 3, "page_title": "A"}, "page_title", "page_id")
+    with pytest.raises(InvalidRequest, match="neither"):
+        exactly_one_of({}, "page_title", "page_id")
