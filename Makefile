@@ -49,7 +49,7 @@ $(VENV)/.pth: $(VENV)/.requirements Makefile
 	touch $@
 
 # Stand-in word vectors with the production file names, on revscoring's search path (word2vec/).
-word2vec/.generated: dev/word_vectors.py $(VENV)/.requirements
+word2vec/.generated: dev/word_vectors.py $(wildcard dev/mediawiki_farm/fixtures/phrases.json) $(VENV)/.requirements
 	$(PY) -m dev.word_vectors --force
 	touch $@
 

@@ -26,8 +26,14 @@ class LimitResult:
         return self.completed / self.duration_s if self.duration_s > 0 else 0.0
 
 
-def _loop(work: Callable[[Any], Any], payloads: Sequence[Any], start: Any, duration_s: float,
-          warmup: int, results: Any) -> None:
+def _loop(
+    work: Callable[[Any], Any],
+    payloads: Sequence[Any],
+    start: Any,
+    duration_s: float,
+    warmup: int,
+    results: Any,
+) -> None:
     for payload in payloads[:warmup]:
         work(payload)  # first calls fill lazy caches (tokenizers, dictionaries) that a server has warm
     start.wait()
@@ -40,8 +46,14 @@ def _loop(work: Callable[[Any], Any], payloads: Sequence[Any], start: Any, durat
     results.put((done, time.perf_counter() - began))
 
 
-def measure_limit(work: Callable[[Any], Any], payloads: Sequence[Any], *, processes: int | None = None,
-                  duration_s: float = 10.0, warmup: int = 3) -> LimitResult:
+def measure_limit(
+    work: Callable[[Any], Any],
+    payloads: Sequence[Any],
+    *,
+    processes: int | None = None,
+    duration_s: float = 10.0,
+    warmup: int = 3,
+) -> LimitResult:
     """Runs `work(payload)` over `payloads` (cycling) in `processes` forked processes for `duration_s`.
 
     A loop finishes the call it is in when time is up, so each process's rate is done / its own elapsed
@@ -50,8 +62,10 @@ def measure_limit(work: Callable[[Any], Any], payloads: Sequence[Any], *, proces
     processes = processes or len(os.sched_getaffinity(0))
     context = multiprocessing.get_context("fork")
     start, results = context.Event(), context.Queue()
-    workers = [context.Process(target=_loop, args=(work, payloads, start, duration_s, warmup, results),
-                               daemon=True) for _ in range(processes)]
+    workers = [
+        context.Process(target=_loop, args=(work, payloads, start, duration_s, warmup, results), daemon=True)
+        for _ in range(processes)
+    ]
     for worker in workers:
         worker.start()
     time.sleep(0.2)

@@ -21,8 +21,9 @@ from typing import Any
 from benchmark.inprocess import measure_limit
 
 
-def revscoring_work(isvc: str, model_path: str, wiki_url: str, host: str,
-                    bodies: list[dict]) -> tuple[Callable[[Any], Any], list[Any]]:
+def revscoring_work(
+    isvc: str, model_path: str, wiki_url: str, host: str, bodies: list[dict]
+) -> tuple[Callable[[Any], Any], list[Any]]:
     """score_revision and one ScoreJob per body, fetched like the server fetches them."""
     from revscoring_server.model import fetch_plan
     from revscoring_server.scoring import ScoreJob, load_model, score_revision
@@ -68,26 +69,37 @@ def single_times_ms(work: Callable[[Any], Any], payloads: list[Any], repeat: int
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmark.limit")
-    parser.add_argument("--spec", required=True, help="JSON: kind, isvc, model_path, wiki_url, host, "
-                                                      "ordinary (bodies), heavy (bodies)")
+    parser.add_argument(
+        "--spec",
+        required=True,
+        help="JSON: kind, isvc, model_path, wiki_url, host, ordinary (bodies), heavy (bodies)",
+    )
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args(argv)
     spec = json.loads(args.spec)
-    if spec["kind"] == "revscoring":
-        make = lambda bodies: revscoring_work(spec["isvc"], spec["model_path"], spec["wiki_url"],  # noqa: E731
-                                              spec["host"], bodies)
-    else:
-        make = lambda bodies: outlink_work(spec["model_path"], bodies)  # noqa: E731
+
+    def make(bodies: list[dict]) -> tuple[Callable[[Any], Any], list[Any]]:
+        if spec["kind"] == "revscoring":
+            return revscoring_work(spec["isvc"], spec["model_path"], spec["wiki_url"], spec["host"], bodies)
+        return outlink_work(spec["model_path"], bodies)
+
     work, ordinary = make(spec["ordinary"])
     _, heavy = make(spec["heavy"]) if spec.get("heavy") else (work, [])
     single_times_ms(work, ordinary[:3])  # warm lazy caches before timing
     ordinary_ms = single_times_ms(work, ordinary)
     heavy_ms = single_times_ms(work, heavy)
     limit = measure_limit(work, ordinary, processes=args.processes, duration_s=args.duration)
-    print(json.dumps({"throughput": limit.throughput, "processes": limit.processes,
-                      "ordinary_ms_median": statistics.median(ordinary_ms),
-                      "heavy_ms_median": statistics.median(heavy_ms) if heavy_ms else None}))
+    print(
+        json.dumps(
+            {
+                "throughput": limit.throughput,
+                "processes": limit.processes,
+                "ordinary_ms_median": statistics.median(ordinary_ms),
+                "heavy_ms_median": statistics.median(heavy_ms) if heavy_ms else None,
+            }
+        )
+    )
     sys.stdout.flush()
 
 

@@ -50,9 +50,15 @@ class LoadResult:
         return percentile(values, q) * 1000.0
 
     def summary(self) -> dict[str, float]:
-        return {"concurrency": self.concurrency, "throughput": self.throughput, "completed": self.completed,
-                "errors": self.errors, "p50_ms": self.percentile_ms(50), "p90_ms": self.percentile_ms(90),
-                "p99_ms": self.percentile_ms(99)}
+        return {
+            "concurrency": self.concurrency,
+            "throughput": self.throughput,
+            "completed": self.completed,
+            "errors": self.errors,
+            "p50_ms": self.percentile_ms(50),
+            "p90_ms": self.percentile_ms(90),
+            "p99_ms": self.percentile_ms(99),
+        }
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -114,7 +120,7 @@ async def _client(session: aiohttp.ClientSession, base_url: str, run: _Run) -> N
                 body = await response.read()
                 if response.status != 200:
                     error = f"HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}"
-        except (aiohttp.ClientError, asyncio.TimeoutError) as failure:
+        except (TimeoutError, aiohttp.ClientError) as failure:
             error = f"{type(failure).__name__}: {failure}"
         run.record(spec, started, time.perf_counter(), error)
 
@@ -127,15 +133,29 @@ async def _progress(run: _Run, name: str, interval_s: float, stream: TextIO) -> 
         now = time.perf_counter()
         count = run.result.completed
         rate = (count - last_count) / (now - last_time)
-        print(f"  {name}: {now - started:5.1f}s  {count:6d} done  {rate:7.1f} req/s  "
-              f"{run.result.errors} errors", file=stream, flush=True)
+        print(
+            f"  {name}: {now - started:5.1f}s  {count:6d} done  {rate:7.1f} req/s  "
+            f"{run.result.errors} errors",
+            file=stream,
+            flush=True,
+        )
         last_count, last_time = count, now
 
 
-async def run_load(base_url: str, specs: Sequence[RequestSpec], concurrency: int, *,
-                   duration_s: float | None = None, total: int | None = None, warmup_s: float = 0.0,
-                   name: str = "load", progress_s: float = 2.0, timeout_s: float = 300.0,
-                   on_completed: Callable[[int], None] | None = None, stream: TextIO = sys.stderr) -> LoadResult:
+async def run_load(
+    base_url: str,
+    specs: Sequence[RequestSpec],
+    concurrency: int,
+    *,
+    duration_s: float | None = None,
+    total: int | None = None,
+    warmup_s: float = 0.0,
+    name: str = "load",
+    progress_s: float = 2.0,
+    timeout_s: float = 300.0,
+    on_completed: Callable[[int], None] | None = None,
+    stream: TextIO = sys.stderr,
+) -> LoadResult:
     """Runs `concurrency` closed-loop clients over `specs` (in order, cycling).
 
     Stops after `duration_s` of measurement (following `warmup_s` whose requests are not counted) or after
@@ -152,8 +172,9 @@ async def run_load(base_url: str, specs: Sequence[RequestSpec], concurrency: int
     cpu_before = _cpu_seconds()
     reporter = asyncio.create_task(_progress(run, name, progress_s, stream)) if progress_s > 0 else None
     try:
-        async with aiohttp.ClientSession(connector=connector,
-                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
+        ) as session:
             await asyncio.gather(*(_client(session, base_url, run) for _ in range(concurrency)))
     finally:
         if reporter is not None:

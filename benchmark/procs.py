@@ -70,9 +70,16 @@ class Child:
                 self.process.wait()
 
 
-def start_child(name: str, module_args: Sequence[str], env: Mapping[str, str], log_dir: Path, *,
-                cwd: Path, cpus: set[int] | None = None) -> Child:
-    """`python -m <module_args>` with `env` added; with `cpus`, the process (and all it forks) runs only there."""
+def start_child(
+    name: str,
+    module_args: Sequence[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    *,
+    cwd: Path,
+    cpus: set[int] | None = None,
+) -> Child:
+    """`python -m <module_args>` with `env` added; with `cpus`, it and its children run there only."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     full_env = {**os.environ, **env}
@@ -82,8 +89,15 @@ def start_child(name: str, module_args: Sequence[str], env: Mapping[str, str], l
             os.sched_setaffinity(0, cpus)
 
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", *module_args], env=full_env, cwd=cwd, stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=restrict)
+        process = subprocess.Popen(
+            [sys.executable, "-m", *module_args],
+            env=full_env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=restrict,
+        )
     return Child(name, process, log_path)
 
 

@@ -50,20 +50,19 @@ def load_prepared(state_dir: Path, target: Target, repo: Path) -> Prepared | Non
     mix = json.loads(mix_path.read_text())
     if mix.get("manifest") != manifest_digest(repo):
         return None
-    return Prepared(recording_path, [Candidate(b) for b in mix["ordinary"]],
-                    [Candidate(b, HEAVY) for b in mix["heavy"]], mix["skipped"])
+    return Prepared(
+        recording_path,
+        [Candidate(b) for b in mix["ordinary"]],
+        [Candidate(b, HEAVY) for b in mix["heavy"]],
+        mix["skipped"],
+    )
 
 
 @contextlib.contextmanager
-def farm_endpoint(port: int = 8180) -> Iterator[str]:
-    """The farm's URL: a farm already answering on `port` is used as is, else one is started for the run."""
+def farm_endpoint() -> Iterator[str]:
+    """A farm of our own on a free port, for the recording only: one that others started may stop midway."""
     from dev.mediawiki_farm import running_farm
-    from dev.mediawiki_farm.server import probe
 
-    url = f"http://127.0.0.1:{port}"
-    if probe(url, timeout=2.0):
-        yield url
-        return
     with running_farm(port=free_port()) as farm:
         yield farm.url
 
@@ -74,9 +73,13 @@ async def record_target(target: Target, farm_url: str, state_dir: Path, repo: Pa
     recording = Recording()
     proxy_port, server_port = free_port(), free_port()
     proxy = await start_app(make_recording_app(farm_url, recording), proxy_port)
-    server = start_child(f"record-{target.name}", target.server_args(server_port),
-                         target.server_env(f"http://127.0.0.1:{proxy_port}", server_port),
-                         state_dir / "logs", cwd=repo)
+    server = start_child(
+        f"record-{target.name}",
+        target.server_args(server_port),
+        target.server_env(f"http://127.0.0.1:{proxy_port}", server_port),
+        state_dir / "logs",
+        cwd=repo,
+    )
     base = f"http://127.0.0.1:{server_port}"
     try:
         await asyncio.to_thread(server.wait_ready, base + target.ready_path)
@@ -86,11 +89,19 @@ async def record_target(target: Target, farm_url: str, state_dir: Path, repo: Pa
         await proxy.cleanup()
     good = [c for c, status in zip(candidates, statuses, strict=True) if status == 200]
     skipped = [{"body": c.body, "status": s} for c, s in zip(candidates, statuses, strict=True) if s != 200]
-    prepared = Prepared(paths_for(state_dir, target)[0], [c for c in good if c.label != HEAVY],
-                        [c for c in good if c.label == HEAVY], skipped)
+    prepared = Prepared(
+        paths_for(state_dir, target)[0],
+        [c for c in good if c.label != HEAVY],
+        [c for c in good if c.label == HEAVY],
+        skipped,
+    )
     _save(prepared, recording, target, state_dir, repo)
-    print(f"recorded {target.name}: {len(recording)} API answers, {len(prepared.ordinary)} ordinary and "
-          f"{len(prepared.heavy)} heavy requests, {len(skipped)} refused", file=sys.stderr, flush=True)
+    print(
+        f"recorded {target.name}: {len(recording)} API answers, {len(prepared.ordinary)} ordinary and "
+        f"{len(prepared.heavy)} heavy requests, {len(skipped)} refused",
+        file=sys.stderr,
+        flush=True,
+    )
     return prepared
 
 
@@ -99,9 +110,14 @@ async def _send_all(url: str, candidates: list[Candidate], parallel: int = 4) ->
     timeout = aiohttp.ClientTimeout(total=300)
 
     async with aiohttp.ClientSession(timeout=timeout) as session:
+
         async def send(candidate: Candidate) -> int:
-            async with limit, session.post(url, data=candidate.encoded(),
-                                           headers={"Content-Type": "application/json"}) as response:
+            async with (
+                limit,
+                session.post(
+                    url, data=candidate.encoded(), headers={"Content-Type": "application/json"}
+                ) as response,
+            ):
                 await response.read()
                 return response.status
 
@@ -110,10 +126,16 @@ async def _send_all(url: str, candidates: list[Candidate], parallel: int = 4) ->
 
 def _save(prepared: Prepared, recording: Recording, target: Target, state_dir: Path, repo: Path) -> None:
     if not prepared.ordinary:
-        raise RuntimeError(f"{target.name}: the server answered none of the candidate requests with 200; "
-                           f"see {state_dir / 'logs'}")
+        raise RuntimeError(
+            f"{target.name}: the server answered none of the candidate requests with 200; "
+            f"see {state_dir / 'logs'}"
+        )
     recording.save(prepared.recording_path)
-    mix = {"manifest": manifest_digest(repo), "target": target.name,
-           "ordinary": [c.body for c in prepared.ordinary], "heavy": [c.body for c in prepared.heavy],
-           "skipped": prepared.skipped}
+    mix = {
+        "manifest": manifest_digest(repo),
+        "target": target.name,
+        "ordinary": [c.body for c in prepared.ordinary],
+        "heavy": [c.body for c in prepared.heavy],
+        "skipped": prepared.skipped,
+    }
     paths_for(state_dir, target)[1].write_text(json.dumps(mix, indent=1))

@@ -59,8 +59,10 @@ class Recording:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {key: {"status": r.status, "content_type": r.content_type, "body": r.body.decode("utf-8")}
-                for key, r in sorted(self.responses.items())}
+        data = {
+            key: {"status": r.status, "content_type": r.content_type, "body": r.body.decode("utf-8")}
+            for key, r in sorted(self.responses.items())
+        }
         tmp = path.with_suffix(path.suffix + ".tmp")
         with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=3) as handle:
             json.dump(data, handle)
@@ -70,8 +72,12 @@ class Recording:
     def load(cls, path: Path) -> Recording:
         with gzip.open(path, "rt", encoding="utf-8") as handle:
             data: Mapping[str, dict] = json.load(handle)
-        return cls({key: Response(int(v["status"]), v["body"].encode("utf-8"), v["content_type"])
-                    for key, v in data.items()})
+        return cls(
+            {
+                key: Response(int(v["status"]), v["body"].encode("utf-8"), v["content_type"])
+                for key, v in data.items()
+            }
+        )
 
     def merge(self, other: Recording) -> None:
         self.responses.update(other.responses)

@@ -26,8 +26,14 @@ logger = logging.getLogger("benchmark.replay")
 STATS_PATH = "/__stats"
 LATENCY_PATH = "/__latency"  # POST ?ms=N changes the added latency of a running stand-in
 # Hop-by-hop and encoding headers are the proxy's own business; everything else goes through unchanged.
-_DROP_REQUEST_HEADERS = {"host", "content-length", "accept-encoding", "connection", "keep-alive",
-                         "transfer-encoding"}
+_DROP_REQUEST_HEADERS = {
+    "host",
+    "content-length",
+    "accept-encoding",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+}
 
 
 @dataclass
@@ -46,8 +52,14 @@ async def _key_of(request: web.Request) -> str:
 
 
 def _stats_response(counters: Counters, recording: Recording) -> web.Response:
-    return web.json_response({"hits": counters.hits, "misses": counters.misses,
-                              "recorded": counters.recorded, "responses": len(recording)})
+    return web.json_response(
+        {
+            "hits": counters.hits,
+            "misses": counters.misses,
+            "recorded": counters.recorded,
+            "responses": len(recording),
+        }
+    )
 
 
 def make_replay_app(recording: Recording, latency_s: float = 0.0) -> web.Application:
@@ -70,7 +82,9 @@ def make_replay_app(recording: Recording, latency_s: float = 0.0) -> web.Applica
             logger.warning("not recorded: %s", key)
             return web.json_response({"error": {"code": "not-recorded", "info": key}}, status=404)
         counters.hits += 1
-        return web.Response(status=found.status, body=found.body, headers={"Content-Type": found.content_type})
+        return web.Response(
+            status=found.status, body=found.body, headers={"Content-Type": found.content_type}
+        )
 
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -92,7 +106,9 @@ def make_recording_app(upstream: str, recording: Recording) -> web.Application:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST_HEADERS}
         headers["Host"] = request.headers.get("Host", "")
         url = upstream.rstrip("/") + request.rel_url.path_qs
-        async with sessions[0].request(request.method, url, data=body or None, headers=headers) as upstream_reply:
+        async with sessions[0].request(
+            request.method, url, data=body or None, headers=headers
+        ) as upstream_reply:
             payload = await upstream_reply.read()  # decoded: the replay never needs to gzip
             content_type = upstream_reply.headers.get("Content-Type", "application/json; charset=utf-8")
             status = upstream_reply.status
@@ -130,8 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     recording = Recording.load(args.recording)
     _use_uvloop()
     app = make_replay_app(recording, args.latency_ms / 1000.0)
-    print(json.dumps({"replay": str(args.recording), "responses": len(recording), "port": args.port}),
-          file=sys.stderr, flush=True)
+    print(
+        json.dumps({"replay": str(args.recording), "responses": len(recording), "port": args.port}),
+        file=sys.stderr,
+        flush=True,
+    )
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=1024)
 
 

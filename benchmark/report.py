@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmark.loadgen import LoadResult
@@ -53,13 +53,19 @@ class RunReport:
 
 
 def machine_facts(repo: Path) -> dict[str, str]:
-    return {"cores": str(os.cpu_count()), "cpu": _cpu_model(), "python": platform.python_version(),
-            "commit": git_commit(repo)}
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": _cpu_model(),
+        "python": platform.python_version(),
+        "commit": git_commit(repo),
+    }
 
 
 def git_commit(repo: Path) -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short", "HEAD")
@@ -84,12 +90,16 @@ def _ms(value: float) -> str:
 
 
 def sweep_table(service: ServiceReport) -> list[str]:
-    lines = ["| concurrency | throughput (req/s) | p50 (ms) | p90 (ms) | p99 (ms) | requests | errors |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| concurrency | throughput (req/s) | p50 (ms) | p90 (ms) | p99 (ms) | requests | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for run in service.sweep:
-        lines.append(f"| {run.concurrency} | {run.throughput:.1f} | {_ms(run.percentile_ms(50))} | "
-                     f"{_ms(run.percentile_ms(90))} | {_ms(run.percentile_ms(99))} | {run.completed} | "
-                     f"{run.errors} |")
+        lines.append(
+            f"| {run.concurrency} | {run.throughput:.1f} | {_ms(run.percentile_ms(50))} | "
+            f"{_ms(run.percentile_ms(90))} | {_ms(run.percentile_ms(99))} | {run.completed} | "
+            f"{run.errors} |"
+        )
     if service.limit_throughput is not None:
         lines.append(f"| in-process limit | {service.limit_throughput:.1f} | | | | | |")
     return lines
@@ -100,14 +110,20 @@ def checks_table(checks: list[Check]) -> list[str]:
     for check in checks:
         sign = ">=" if check.at_least else "<="
         value = "n/a" if math.isnan(check.value) else f"{check.value:.2f}"
-        lines.append(f"| {check.target} | {value} | {sign} {check.threshold:g} | "
-                     f"{'yes' if check.met else '**no**'} | {check.detail} |")
+        lines.append(
+            f"| {check.target} | {value} | {sign} {check.threshold:g} | "
+            f"{'yes' if check.met else '**no**'} | {check.detail} |"
+        )
     return lines
 
 
 def to_markdown(report: RunReport) -> str:
-    lines = [f"Run of {report.started:%Y-%m-%d %H:%M} UTC, {report.duration_s / 60:.1f} min; "
-             + ", ".join(f"{key}: {value}" for key, value in report.facts.items()) + ".", ""]
+    lines = [
+        f"Run of {report.started:%Y-%m-%d %H:%M} UTC, {report.duration_s / 60:.1f} min; "
+        + ", ".join(f"{key}: {value}" for key, value in report.facts.items())
+        + ".",
+        "",
+    ]
     for service in report.services:
         lines += [f"#### {service.service}", "", *sweep_table(service), ""]
         if service.checks:
@@ -172,15 +188,16 @@ def update_readme(readme: Path, markdown: str) -> bool:
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
         return False
-    readme.write_text(text[: start + len(README_START)] + "\n" + markdown.strip() + "\n" + text[end:],
-                      encoding="utf-8")
+    readme.write_text(
+        text[: start + len(README_START)] + "\n" + markdown.strip() + "\n" + text[end:], encoding="utf-8"
+    )
     return True
 
 
 def write_results(report: RunReport, results_dir: Path, readme: Path | None) -> tuple[Path, Path | None]:
     """Writes results-<time>.md and .png (and latest.md/.png) into `results_dir`; updates `readme`."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = report.started.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = report.started.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     markdown = to_markdown(report)
     table = results_dir / f"results-{stamp}.md"
     table.write_text(markdown, encoding="utf-8")
@@ -197,4 +214,4 @@ def write_results(report: RunReport, results_dir: Path, readme: Path | None) -> 
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -46,8 +46,13 @@ class Target:
         return f"/v1/models/{self.name}"
 
     def server_env(self, wiki_url: str, port: int) -> dict[str, str]:
-        env = {"MODEL_PATH": str(self.model_path), "WIKI_URL": wiki_url, "HTTP_PORT": str(port),
-               "LOG_LEVEL": "WARNING", **self.extra_env}
+        env = {
+            "MODEL_PATH": str(self.model_path),
+            "WIKI_URL": wiki_url,
+            "HTTP_PORT": str(port),
+            "LOG_LEVEL": "WARNING",
+            **self.extra_env,
+        }
         if self.kind == "revscoring":
             env.update({"INFERENCE_NAME": self.name, "WIKI_HOST": self.domain})
         return env
@@ -78,15 +83,32 @@ def outlink_candidates(wiki: dict[str, Any]) -> list[Candidate]:
 
 def default_targets(repo: Path, models_dir: Path) -> dict[str, Target]:
     """The targets of the issue: one editquality and one articlequality server, and the outlink predictor."""
-    def revscoring(isvc: str, image: str) -> Target:
-        return Target(isvc, "revscoring", image, "enwiki", "en.wikipedia.org", models_dir / isvc / "model.bin",
-                      ("revscoring_server",))
 
-    outlink = Target("outlink-topic-model", "outlink", "outlink", "enwiki", "en.wikipedia.org",
-                     models_dir / "outlink-topic-model" / "model.bin", ("outlink_server.predictor",))
-    return {"editquality": revscoring("enwiki-damaging", "editquality"),
-            "articlequality": revscoring("enwiki-articlequality", "articlequality"),
-            "outlink": outlink}
+    def revscoring(isvc: str, image: str) -> Target:
+        return Target(
+            isvc,
+            "revscoring",
+            image,
+            "enwiki",
+            "en.wikipedia.org",
+            models_dir / isvc / "model.bin",
+            ("revscoring_server",),
+        )
+
+    outlink = Target(
+        "outlink-topic-model",
+        "outlink",
+        "outlink",
+        "enwiki",
+        "en.wikipedia.org",
+        models_dir / "outlink-topic-model" / "model.bin",
+        ("outlink_server.predictor",),
+    )
+    return {
+        "editquality": revscoring("enwiki-damaging", "editquality"),
+        "articlequality": revscoring("enwiki-articlequality", "articlequality"),
+        "outlink": outlink,
+    }
 
 
 def load_manifest(repo: Path) -> list[dict[str, Any]]:

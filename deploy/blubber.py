@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from deploy import images
-from deploy.images import IMAGES, LIVES_IN, NLTK_DATA, VENV, VENV_PYTHON, WORD2VEC_DIR, ImageSpec
 from deploy.fetch_word_vectors import DEFAULT_BASE_URL
+from deploy.images import IMAGES, LIVES_IN, NLTK_DATA, VENV, VENV_PYTHON, WORD2VEC_DIR, ImageSpec
 from deploy.seed_table import REPO_ROOT
 
 BLUBBER_FILE = REPO_ROOT / "blubber.yaml"
@@ -117,7 +117,8 @@ def apt_list_files(root: Path = REPO_ROOT) -> list[str]:
 def test_variant() -> dict[str, Any]:
     """Everything of every image plus the farm's packages; runs the fast test suite as its entrypoint."""
     dictionaries = sorted({p for packages in images.load_dictionaries().values() for p in packages})
-    apt = sorted(set(images.PYTHON_APT) | set(images.SPELLCHECK_APT) | set(apt_list_files()) | {"make"})
+    apt = sorted(set(images.PYTHON_APT) | set(images.COMPILER_APT) | set(images.SPELLCHECK_APT)
+                 | set(apt_list_files()) | {"make"})
     path = sorted({entry for spec in IMAGES for entry in spec.python_path}) + [LIVES_IN]
     every_corpus = tuple(dict.fromkeys(corpus for spec in IMAGES for corpus in spec.nltk_corpora))
     return {

@@ -30,6 +30,10 @@ OUTLINK_PATH = (f"{LIVES_IN}/python", f"{LIVES_IN}/outlink-topic-model")
 
 PYTHON_APT = ("python3", "python3-venv")  # Debian bookworm's Python 3.11; the venv is built from it
 SPELLCHECK_APT = ("libenchant-2-2",)  # pyenchant loads it; the dictionaries plug into its providers
+# PyPI has no Python 3.11 wheel for these pins, so pip compiles them during the image build (the image
+# smoke test checks this list against the wheels it had to build locally).
+SOURCE_BUILT = ("mmh3", "fasttext")
+COMPILER_APT = ("g++", "python3-dev")
 _INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)\s+(\S+)")
 
 
@@ -45,6 +49,7 @@ class ImageSpec:
     revscoring: bool  # spell checking dictionaries
     word_vectors: bool  # downloads the topic word vectors at build time
     nltk_corpora: tuple[str, ...]  # NLTK corpora downloaded at build time (revscoring's language modules)
+    compiled: tuple[str, ...] = ()  # requirements pip builds from source (see SOURCE_BUILT)
 
     @property
     def requirement_files(self) -> list[str]:
@@ -62,10 +67,11 @@ def _revscoring(name: str, word_vectors: bool = False, extra_corpora: tuple[str,
         revscoring=True,
         word_vectors=word_vectors,
         nltk_corpora=("stopwords", *extra_corpora),
+        compiled=("mmh3",),  # through revscoring
     )
 
 
-def _outlink(name: str, module: str) -> ImageSpec:
+def _outlink(name: str, module: str, compiled: tuple[str, ...] = ()) -> ImageSpec:
     return ImageSpec(
         name=name,
         requirements=f"requirements/{name}.txt",
@@ -75,6 +81,7 @@ def _outlink(name: str, module: str) -> ImageSpec:
         revscoring=False,
         word_vectors=False,
         nltk_corpora=(),
+        compiled=compiled,
     )
 
 
@@ -84,7 +91,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     # draftquality.feature_lists.enwiki scores sentiment with NLTK's SentiWordNet (over WordNet)
     _revscoring("draftquality", extra_corpora=("wordnet", "sentiwordnet")),
     _revscoring("topic", word_vectors=True),
-    _outlink("outlink", "outlink_server.predictor"),
+    _outlink("outlink", "outlink_server.predictor", compiled=("fasttext",)),
     _outlink("outlink-transformer", "outlink_server.transformer"),
 )
 
@@ -145,6 +152,8 @@ def dictionary_packages(spec: ImageSpec, rows: list[IsvcRow] | None = None,
 
 def apt_packages(spec: ImageSpec, rows: list[IsvcRow] | None = None,
                  dictionaries: dict[str, tuple[str, ...]] | None = None) -> list[str]:
-    """Every Debian package of the image: Python, and for revscoring images enchant + dictionaries."""
-    base = list(PYTHON_APT) + (list(SPELLCHECK_APT) if spec.revscoring else [])
+    """Every Debian package of the image: Python, a compiler if pip must build something, and for
+    revscoring images enchant + dictionaries."""
+    base = list(PYTHON_APT) + (list(COMPILER_APT) if spec.compiled else [])
+    base += list(SPELLCHECK_APT) if spec.revscoring else []
     return base + dictionary_packages(spec, rows, dictionaries)

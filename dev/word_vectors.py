@@ -18,6 +18,8 @@ import argparse
 import ast
 import hashlib
 import importlib.util
+import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,6 +31,8 @@ DEFAULT_DIR = REPO_ROOT / "word2vec"
 DIMENSIONS = 50  # the production vectors are "50_cell": models expect 50 inputs per vector feature
 WIKIDATA_PROPERTIES = 3000
 WIKIDATA_ITEMS = 7000
+FARM_PHRASES = REPO_ROOT / "dev" / "mediawiki_farm" / "fixtures" / "phrases.json"
+WORD_RE = re.compile(r"\w+")
 
 # Topic clusters: words that should land near each other. English plus a few frequent words of other
 # content languages; the farm's pages use these words, and so does the demo-model heuristic.
@@ -95,13 +99,42 @@ def _load_kv_file_names(tree: ast.AST) -> Iterable[str]:
                     yield keyword.value.value
 
 
-def vocabulary(file_name: str) -> list[str]:
-    """The words of one vector file: property/item ids for Wikidata, topic words otherwise."""
+def farm_words(lang: str) -> dict[str, tuple[str, ...]]:
+    """Words the local farm writes in `lang` (dev/mediawiki_farm/fixtures/phrases.json) and their clusters.
+
+    Page-title nouns are places (geography), the first heading is "History"; other words get no cluster.
+    """
+    if not FARM_PHRASES.exists():
+        return {}
+    phrases = json.loads(FARM_PHRASES.read_text(encoding="utf-8")).get(lang)
+    if not isinstance(phrases, dict):
+        return {}
+    words: dict[str, tuple[str, ...]] = {}
+    for sentence in [*phrases.get("sentences", []), *phrases.get("headings", [])[1:]]:
+        words.update((token.lower(), ()) for token in WORD_RE.findall(sentence))
+    for heading in phrases.get("headings", [])[:1]:
+        words.update((token.lower(), ("history",)) for token in WORD_RE.findall(heading))
+    for noun in phrases.get("nouns", []):
+        words.update((token.lower(), ("geography",)) for token in WORD_RE.findall(noun))
+    return words
+
+
+def vocabulary(file_name: str) -> dict[str, tuple[str, ...]]:
+    """Word -> clusters of one vector file: property/item ids for Wikidata, else topic and farm words."""
     if file_name.startswith("wikidata"):
         ids = [f"P{n}" for n in range(1, WIKIDATA_PROPERTIES + 1)]
-        return ids + [f"Q{n}" for n in range(1, WIKIDATA_ITEMS + 1)]
-    words = {word for cluster in TOPIC_WORDS.values() for word in cluster}
-    return sorted(words)
+        items = [f"Q{n}" for n in range(1, WIKIDATA_ITEMS + 1)]
+        return {**dict.fromkeys(ids, ()), **{qid: (qid_cluster(qid),) for qid in items}}
+    words = farm_words(file_name.split("-")[0].removesuffix("wiki"))
+    for cluster, members in TOPIC_WORDS.items():
+        for word in members:
+            words[word] = tuple(sorted({*words.get(word, ()), cluster}))
+    return dict(sorted(words.items()))
+
+
+def qid_cluster(qid: str) -> str:
+    """Q-ids are spread over the clusters by number (the outlink demo model uses the same rule)."""
+    return sorted(TOPIC_WORDS)[int(qid[1:]) % len(TOPIC_WORDS)]
 
 
 def unit_vector(seed_text: str) -> np.ndarray:
@@ -111,11 +144,8 @@ def unit_vector(seed_text: str) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-def word_vector(word: str) -> np.ndarray:
-    """Topic words: their cluster's centroid plus some noise; Q-ids: cluster by id modulo 10; else noise."""
-    clusters = [name for name, words in TOPIC_WORDS.items() if word in words]
-    if not clusters and word[:1] == "Q" and word[1:].isdigit():
-        clusters = [sorted(TOPIC_WORDS)[int(word[1:]) % len(TOPIC_WORDS)]]
+def word_vector(word: str, clusters: tuple[str, ...]) -> np.ndarray:
+    """Cluster words: the sum of their clusters' centroids plus some noise; other words: noise only."""
     noise = unit_vector("word:" + word)
     if not clusters:
         return noise.astype(np.float32)
@@ -128,7 +158,7 @@ def build(file_name: str) -> KeyedVectors:
     words = vocabulary(file_name)
     kv = KeyedVectors(vector_size=DIMENSIONS, count=len(words), dtype=np.float32)
     kv.lifecycle_events = None  # gensim would record timestamps in the file: keep the bytes reproducible
-    kv.add_vectors(words, np.stack([word_vector(word) for word in words]))
+    kv.add_vectors(list(words), np.stack([word_vector(word, clusters) for word, clusters in words.items()]))
     return kv
 
 

@@ -18,10 +18,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def farm() -> Iterator[object]:
-    """The local MediaWiki farm on 127.0.0.1:8180 (`.url`, `.manifest`), set up if needed, stopped at the end."""
-    from dev.mediawiki_farm import running_farm
+    """The local MediaWiki farm (`.url`, `.manifest`), set up if needed, stopped at the end.
 
-    with running_farm() as handle:
+    It listens on a free port rather than 8180, so the suite can run while `make wiki` or `make run` is up.
+    """
+    from dev.mediawiki_farm import running_farm
+    from testkit.servers import free_port
+
+    with running_farm(port=free_port()) as handle:
         yield handle
 
 

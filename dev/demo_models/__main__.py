@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,15 @@ FARM_URL = "http://127.0.0.1:8180"
 
 
 @contextlib.contextmanager
-def farm() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(url, manifest) of a running farm: the one already on :8180, or one started for this run."""
+def farm(url: str = FARM_URL) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(url, manifest) of a running farm: the one already answering at `url`, or one started on its port."""
     from dev.mediawiki_farm import load_manifest, running_farm
     from dev.mediawiki_farm.server import probe
 
-    if probe(FARM_URL, timeout=2.0):
-        yield FARM_URL, load_manifest()
+    if probe(url, timeout=2.0):
+        yield url, load_manifest()
         return
-    with running_farm() as handle:
+    with running_farm(port=urllib.parse.urlsplit(url).port or 80) as handle:
         yield handle.url, handle.manifest
 
 
@@ -48,12 +49,13 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--force", action="store_true", help="rebuild current models too")
     parser.add_argument("--only", nargs="*", help="isvc names to build (default: all)")
+    parser.add_argument("--farm-url", default=FARM_URL, help="a farm already running elsewhere")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
 
     rows = [row for row in seed_table.load_rows() if not args.only or row.isvc in args.only]
     started = time.monotonic()
-    with farm() as (url, manifest):
+    with farm(args.farm_url) as (url, manifest):
         print_ = build.fingerprint(manifest_path())
         todo = [row for row in rows if args.force or not build.is_current(args.models_dir, row, print_)]
         print(f"demo models: {len(rows) - len(todo)} current, {len(todo)} to build", flush=True)

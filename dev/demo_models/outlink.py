@@ -10,6 +10,9 @@ farm Q-id maps to get lines of synthetic Q-ids of their own, so the model knows 
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from dev.demo_models.taxonomy import CLUSTER_LABELS, TOPIC_LABELS
-from dev.word_vectors import TOPIC_WORDS
+from dev.seed_table import REPO_ROOT
+from dev.word_vectors import qid_cluster
 
 LINES_PER_TOPIC = 40
 BAG_SIZE = (3, 12)
@@ -33,8 +37,7 @@ def farm_qids(manifest: dict[str, Any]) -> list[str]:
 
 def home_labels(qid: str) -> tuple[str, ...]:
     """The taxonomy labels of a Q-id's cluster (cluster = number modulo the number of clusters)."""
-    cluster = sorted(TOPIC_WORDS)[int(qid[1:]) % len(TOPIC_WORDS)]
-    return CLUSTER_LABELS[cluster]
+    return CLUSTER_LABELS[qid_cluster(qid)]
 
 
 def corpus(qids: list[str], rng: np.random.Generator) -> list[str]:
@@ -59,20 +62,19 @@ def corpus(qids: list[str], rng: np.random.Generator) -> list[str]:
 
 
 def build(manifest: dict[str, Any], target: Path) -> Path:
-    """Trains and writes models/outlink-topic-model/model.bin."""
-    import fasttext
-
+    """Trains (in a fresh process: see fasttext_train.py) and writes models/outlink-topic-model/model.bin."""
     seed = int(hashlib.sha256(b"outlink-topic-model").hexdigest()[:8], 16)
     lines = corpus(farm_qids(manifest), np.random.default_rng(seed))
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8", delete=False) as handle:
         handle.write("\n".join(lines) + "\n")
         corpus_path = Path(handle.name)
+    temporary = target.with_name(target.name + ".tmp")
     try:
-        model = fasttext.train_supervised(input=str(corpus_path), verbose=0, **FASTTEXT_PARAMS)
+        command = [sys.executable, "-m", "dev.demo_models.fasttext_train", str(corpus_path), str(temporary)]
+        subprocess.run([*command,
+                        json.dumps(FASTTEXT_PARAMS)], check=True, cwd=REPO_ROOT)
     finally:
         corpus_path.unlink()
-    temporary = target.with_name(target.name + ".tmp")
-    model.save_model(str(temporary))
     temporary.replace(target)
     return target

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ PHP_DIR = PACKAGE_DIR / "php"
 DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "farm"
 DEFAULT_MW_DIR = Path("/usr/share/mediawiki")
 TEMPLATE_DB = "template"
+MANIFEST_FORMAT = 1  # bump when the manifest's shape changes without the seeded content changing
 SITENAMES = {"wikipedia": "Wikipedia", "wikibooks": "Wikibooks", "wikiquote": "Wikiquote",
              "wikisource": "Wikisource", "wiktionary": "Wiktionary", "wikidata": "Wikidata"}
 
@@ -79,19 +82,40 @@ def farm_wikis() -> list[Wiki]:
     return [Wiki(row.dbname, row.domain, row.content_language) for row in wikis().values()]
 
 
-def fixtures_hash(farm: list[Wiki]) -> str:
-    """Changes whenever anything that shapes the seeded content changes (then setup rebuilds)."""
-    digest = hashlib.sha256()
-    sources = [seed_plan.PHRASES_FILE, Path(seed_plan.__file__), Path(__file__), *sorted(PHP_DIR.glob("*.php"))]
-    for path in sources:
+def build_plans(farm: list[Wiki]) -> dict[str, seed_plan.Plan]:
+    phrases = seed_plan.load_phrases()
+    return {wiki.dbname: seed_plan.build_plan(wiki.dbname, wiki.lang, phrases) for wiki in farm}
+
+
+def fixtures_hash(farm: list[Wiki], plans: dict[str, seed_plan.Plan]) -> str:
+    """Changes whenever the seeded content or the PHP side changes (then setup rebuilds).
+
+    It hashes the generated plans rather than the generator's source, so a refactoring that keeps the
+    content does not wipe a farm that others may be serving.
+    """
+    digest = hashlib.sha256(f"format {MANIFEST_FORMAT}\n".encode())
+    for path in sorted(PHP_DIR.glob("*.php")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    digest.update(json.dumps([vars(wiki) for wiki in farm]).encode())
+    for wiki in farm:
+        digest.update(json.dumps(vars(wiki)).encode())
+        digest.update(json.dumps(plans[wiki.dbname].as_seed_input(), ensure_ascii=False).encode())
     return digest.hexdigest()
 
 
-def is_built(paths: FarmPaths, farm: list[Wiki]) -> bool:
-    return (paths.stamp.exists() and paths.manifest.exists()
-            and paths.stamp.read_text().strip() == fixtures_hash(farm))
+def is_built(paths: FarmPaths, stamp: str) -> bool:
+    return paths.stamp.exists() and paths.manifest.exists() and paths.stamp.read_text().strip() == stamp
+
+
+@contextmanager
+def setup_lock(paths: FarmPaths) -> Iterator[None]:
+    """Serialises concurrent setups (e.g. a test session and `make run` starting together)."""
+    paths.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(paths.state_dir.with_name(paths.state_dir.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def php_env(paths: FarmPaths) -> dict[str, str]:
@@ -150,15 +174,14 @@ def build_localisation(paths: FarmPaths, farm: list[Wiki]) -> None:
             paths, paths.state_dir / "l10n.log")
 
 
-def seed_wiki(paths: FarmPaths, wiki: Wiki, phrases: dict[str, Any]) -> dict[str, Any]:
+def seed_wiki(paths: FarmPaths, wiki: Wiki, plan: seed_plan.Plan) -> dict[str, Any]:
     """Copies the template database and replays the wiki's plan; returns its manifest entry."""
     shutil.copyfile(paths.db_dir / f"{TEMPLATE_DB}.sqlite", paths.db_dir / f"{wiki.dbname}.sqlite")
-    plan = seed_plan.build_plan(wiki.dbname, wiki.lang, phrases)
     plan_file = paths.plans_dir / f"{wiki.dbname}.json"
     result_file = paths.plans_dir / f"{wiki.dbname}.result.json"
     plan_file.write_text(json.dumps(plan.as_seed_input(), ensure_ascii=False))
-    run_php([str(PHP_DIR / "seed.php"), f"--wiki={wiki.dbname}", f"--plan={plan_file}", f"--out={result_file}"],
-            paths, paths.plans_dir / f"{wiki.dbname}.log")
+    seed_args = [f"--wiki={wiki.dbname}", f"--plan={plan_file}", f"--out={result_file}"]
+    run_php([str(PHP_DIR / "seed.php"), *seed_args], paths, paths.plans_dir / f"{wiki.dbname}.log")
     result = json.loads(result_file.read_text())
     return manifest_entry(wiki, plan, result)
 
@@ -189,9 +212,22 @@ def setup(state_dir: Path | None = None, force: bool = False, jobs: int = 2,
     """Builds the farm unless it is already built from the same fixtures; returns the manifest path."""
     paths = FarmPaths(Path(state_dir or DEFAULT_STATE_DIR).resolve(), mw_dir)
     farm = farm_wikis()
-    if not force and is_built(paths, farm):
-        return paths.manifest
-    say = (lambda _: None) if quiet else (lambda text: print(text, flush=True))
+    plans = build_plans(farm)
+    stamp = fixtures_hash(farm, plans)
+    with setup_lock(paths):
+        if force or not is_built(paths, stamp):
+            build(paths, farm, plans, jobs, (lambda _: None) if quiet else print_progress)
+            paths.stamp.write_text(stamp + "\n")
+    return paths.manifest
+
+
+def print_progress(text: str) -> None:
+    print(text, flush=True)
+
+
+def build(paths: FarmPaths, farm: list[Wiki], plans: dict[str, seed_plan.Plan], jobs: int,
+          say: Callable[[str], None]) -> None:
+    """Wipes the state directory, installs the template, seeds every wiki, writes the manifest."""
     started = time.monotonic()
     if paths.state_dir.exists():
         shutil.rmtree(paths.state_dir)
@@ -203,23 +239,18 @@ def setup(state_dir: Path | None = None, force: bool = False, jobs: int = 2,
     say(f"farm: template installed ({time.monotonic() - started:.1f}s)")
     build_localisation(paths, farm)
     say(f"farm: localisation cache built ({time.monotonic() - started:.1f}s)")
-    phrases = seed_plan.load_phrases()
-    manifest: dict[str, Any] = {}
 
-    def seed(wiki: Wiki) -> tuple[Wiki, dict[str, Any]]:
+    def seed(wiki: Wiki) -> dict[str, Any]:
         began = time.monotonic()
-        entry = seed_wiki(paths, wiki, phrases)
+        entry = seed_wiki(paths, wiki, plans[wiki.dbname])
         say(f"farm: {wiki.dbname:<14} {wiki.domain:<20} lang={wiki.lang:<3} "
             f"{len(entry['revisions'])} revisions ({time.monotonic() - began:.1f}s)")
-        return wiki, entry
+        return entry
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for wiki, entry in pool.map(seed, farm):
-            manifest[wiki.dbname] = entry
+        manifest = {entry["dbname"]: entry for entry in pool.map(seed, farm)}
     paths.manifest.write_text(json.dumps(manifest, ensure_ascii=False, indent=1))
-    paths.stamp.write_text(fixtures_hash(farm) + "\n")
     say(f"farm: ready in {time.monotonic() - started:.1f}s; manifest {paths.manifest}")
-    return paths.manifest
 
 
 def reset(state_dir: Path | None = None, jobs: int = 2) -> Path:
@@ -233,6 +264,3 @@ def load_manifest(state_dir: Path | None = None) -> dict[str, Any]:
         raise FarmError(f"{path} does not exist: run `python -m dev.mediawiki_farm setup` first")
     return json.loads(path.read_text())
 
-
-if __name__ == "__main__":  # pragma: no cover - use `python -m dev.mediawiki_farm`
-    sys.exit("use: python -m dev.mediawiki_farm setup|serve|reset")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ def ts(moment: datetime) -> str:
 
 
 def at(text: str) -> datetime:
-    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=UTC)
 
 
 def article_qid(index: int) -> str:
@@ -133,11 +133,12 @@ def _link(title: str) -> str:
 
 
 def _paragraph(words: dict[str, Any], title: str, rng: random.Random, links: list[str]) -> str:
+    """The body sentences in random order; the first `len(links)` of them are followed by a link."""
     sentences = [sentence.replace("{title}", title) for sentence in words["sentences"][1:]]
     rng.shuffle(sentences)
-    linked = " ".join(f"{sentence} {_link(link)}." if i < len(links) else sentence
-                      for i, (sentence, link) in enumerate(zip(sentences, links + [""] * len(sentences))))
-    return linked.replace("..", ".")
+    parts = [f"{sentence} {_link(links[i])}." if i < len(links) else sentence
+             for i, sentence in enumerate(sentences)]
+    return " ".join(parts).replace("..", ".")
 
 
 def _article_versions(words: dict[str, Any], title: str, stubs: list[str], rng: random.Random,
@@ -176,7 +177,7 @@ def _wikitext_plan(plan: Plan, rng: random.Random, words: dict[str, Any]) -> Non
     nouns = words["nouns"]
     expand, copyedit = words["summaries"]
     stub_titles = []
-    start = datetime(2012, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2012, 3, 1, tzinfo=UTC)
     for noun_index, noun in enumerate(nouns):
         for number in range(1, STUBS_PER_NOUN + 1):
             title = f"{noun} {number}"
@@ -193,11 +194,11 @@ def _wikitext_plan(plan: Plan, rng: random.Random, words: dict[str, Any]) -> Non
         page = plan.add_page(f"article{index}", title, "article", article_qid(index))
         links = rng.sample(stub_titles, len(stub_titles))
         first, second = _article_versions(words, title, links, rng)
-        when = datetime(2016, 1, 10, tzinfo=timezone.utc) + timedelta(days=rng.randint(0, 700))
+        when = datetime(2016, 1, 10, tzinfo=UTC) + timedelta(days=rng.randint(0, 700))
         plan.edit(page, when, EDITOR, first, expand)
         when += timedelta(days=rng.randint(30, 400), hours=rng.randint(0, 23))
         good = plan.edit(page, when, VETERAN, second, expand, label="good")
-        when = datetime(2024, 5, 7, 14, 30, tzinfo=timezone.utc) + timedelta(hours=index * 3)
+        when = datetime(2024, 5, 7, 14, 30, tzinfo=UTC) + timedelta(hours=index * 3)
         ip = ANON_IPS[index % len(ANON_IPS)]
         vandal = plan.edit(page, when, ip, _vandalise(words, second, vandal_kinds[index % 3]), "",
                            label="vandalism")
@@ -230,7 +231,7 @@ def _wikitext_specials(plan: Plan, rng: random.Random, words: dict[str, Any], st
     page = plan.add_page("links", title, "many_links", article_qid(6))
     existing = stub_titles + nouns[:N_ARTICLES]
     red = [f"{nouns[i % len(nouns)]} {STUBS_PER_NOUN + 1 + i}" for i in range(MANY_LINKS - len(existing))]
-    when = datetime(2019, 8, 1, 9, 0, tzinfo=timezone.utc)
+    when = datetime(2019, 8, 1, 9, 0, tzinfo=UTC)
     plan.edit(page, when, EDITOR, f"{intro.replace('{title}', title)}\n" +
               "\n".join(f"* {_link(link)}" for link in existing[:20]), expand)
     text = f"{intro.replace('{title}', title)}\n" + "\n".join(f"* {_link(link)}" for link in existing + red)
@@ -240,7 +241,7 @@ def _wikitext_specials(plan: Plan, rng: random.Random, words: dict[str, Any], st
     title = nouns[7]
     page = plan.add_page("large", title, "large", article_qid(7))
     short, _ = _article_versions(words, title, stub_titles, rng)
-    when = datetime(2020, 2, 3, 12, 0, tzinfo=timezone.utc)
+    when = datetime(2020, 2, 3, 12, 0, tzinfo=UTC)
     plan.edit(page, when, EDITOR, short, expand)
     history = words["headings"][0]
     blocks, size, number = [short], len(short.encode()), 0
@@ -255,7 +256,7 @@ def _wikitext_specials(plan: Plan, rng: random.Random, words: dict[str, Any], st
     # Redirect to the first article.
     title = nouns[8]
     page = plan.add_page("redirect", title, "redirect", None)
-    plan.edit(page, datetime(2018, 6, 5, 7, 0, tzinfo=timezone.utc), EDITOR, f"#REDIRECT {_link(nouns[0])}", "")
+    plan.edit(page, datetime(2018, 6, 5, 7, 0, tzinfo=UTC), EDITOR, f"#REDIRECT {_link(nouns[0])}", "")
     plan.special["redirect_title"] = title
     plan.special["redirect_target"] = nouns[0]
 
@@ -286,7 +287,8 @@ def _item(qid: str, labels: dict[str, str], description: str, claims: list[tuple
         "aliases": {lang: [{"language": lang, "value": value} for value in values]
                     for lang, values in (aliases or {}).items()},
         "claims": by_prop,
-        "sitelinks": {site: {"site": site, "title": title, "badges": []} for site, title in sitelinks.items()},
+        "sitelinks": {site: {"site": site, "title": title, "badges": []}
+                      for site, title in sitelinks.items()},
     }
 
 
@@ -305,7 +307,7 @@ def _wikidata_plan(plan: Plan, rng: random.Random, phrases: dict[str, dict[str, 
         return {f"{SITE_OF_LANG.get(lang, lang)}wiki": f"{words['nouns'][noun_index]}{suffix}"
                 for lang, words in phrases.items()}
 
-    start = datetime(2013, 1, 5, tzinfo=timezone.utc)
+    start = datetime(2013, 1, 5, tzinfo=UTC)
     for noun_index in range(len(english["nouns"])):
         for number in range(1, STUBS_PER_NOUN + 1):
             qid = stub_qid(noun_index, number)
@@ -328,15 +330,15 @@ def _wikidata_item_history(plan: Plan, rng: random.Random, phrases: dict[str, di
     page = plan.add_page(f"article{index}", qid, kind, qid)
     first = _item(qid, {"en": labels["en"]}, english["sentences"][1], [("P31", classes[index])],
                   {"enwiki": links["enwiki"]})
-    when = datetime(2014, 4, 1, tzinfo=timezone.utc) + timedelta(days=rng.randint(0, 700))
+    when = datetime(2014, 4, 1, tzinfo=UTC) + timedelta(days=rng.randint(0, 700))
     plan.edit(page, when, EDITOR, _dump(first), "/* wbeditentity-create */", model="wikibase-item")
     stubs = [stub_qid(index % 10, number) for number in range(1, STUBS_PER_NOUN + 1)]
     claims = [("P31", classes[index])] + [("P361", stub) for stub in stubs] + [("P17", "Q" + str(index + 30))]
     second = _item(qid, labels, english["sentences"][1], claims, links,
                    aliases={"en": [f"{labels['en']} ({english['headings'][0]})"]})
     when += timedelta(days=rng.randint(30, 300))
-    good = plan.edit(page, when, VETERAN, _dump(second), "/* wbeditentity-update */ labels, claims, sitelinks",
-                     label="good", model="wikibase-item")
+    summary = "/* wbeditentity-update */ labels, claims, sitelinks"
+    good = plan.edit(page, when, VETERAN, _dump(second), summary, label="good", model="wikibase-item")
     if kind == "large":
         big_aliases = {lang: [f"{words['nouns'][index]} {english['headings'][0]} {n}" for n in range(250)]
                        for lang, words in phrases.items()}
@@ -350,7 +352,7 @@ def _wikidata_item_history(plan: Plan, rng: random.Random, phrases: dict[str, di
     vandalised["labels"]["en"]["value"] = english["noise"].upper()
     vandalised["descriptions"]["en"]["value"] = english["noise"]
     ip = ANON_IPS[index % len(ANON_IPS)]
-    when = datetime(2024, 5, 7, 14, 30, tzinfo=timezone.utc) + timedelta(hours=index * 3)
+    when = datetime(2024, 5, 7, 14, 30, tzinfo=UTC) + timedelta(hours=index * 3)
     vandal = plan.edit(page, when, ip, _dump(vandalised), "/* wbsetlabel-set:1|en */", label="vandalism",
                        model="wikibase-item")
     when += timedelta(minutes=rng.randint(2, 30))
@@ -380,10 +382,10 @@ def _wikidata_specials(plan: Plan, english: dict[str, Any]) -> None:
     items = [page["title"] for page in plan.pages]
     red = [f"Q{9000 + n}" for n in range(MANY_LINKS - len(items))]
     page = plan.add_page("links", "Farm item list", "many_links", None)
-    plan.edit(page, datetime(2019, 8, 1, 9, 0, tzinfo=timezone.utc), EDITOR,
+    plan.edit(page, datetime(2019, 8, 1, 9, 0, tzinfo=UTC), EDITOR,
               "\n".join(f"* {_link(title)}" for title in items + red), english["summaries"][0])
     plan.special["many_links_title"] = "Farm item list"
     page = plan.add_page("redirect", "Farm redirect", "redirect", None)
-    plan.edit(page, datetime(2018, 6, 5, 7, 0, tzinfo=timezone.utc), EDITOR, f"#REDIRECT {_link('Q1')}", "")
+    plan.edit(page, datetime(2018, 6, 5, 7, 0, tzinfo=UTC), EDITOR, f"#REDIRECT {_link('Q1')}", "")
     plan.special["redirect_title"] = "Farm redirect"
     plan.special["redirect_target"] = "Q1"

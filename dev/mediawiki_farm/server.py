@@ -52,8 +52,8 @@ def start_server(paths: FarmPaths, port: int, workers: int) -> subprocess.Popen[
     log = open(paths.state_dir / f"server-{port}.log", "ab")  # noqa: SIM115 - owned by the process
     env = {**os.environ, "PHP_CLI_SERVER_WORKERS": str(workers)}
     try:
-        return subprocess.Popen(["php", "-S", f"127.0.0.1:{port}", "-t", str(paths.mw_dir), str(paths.router)],
-                                cwd=paths.mw_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        command = ["php", "-S", f"127.0.0.1:{port}", "-t", str(paths.mw_dir), str(paths.router)]
+        return subprocess.Popen(command, cwd=paths.mw_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     finally:
         log.close()

@@ -8,33 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from urllib.parse import quote
-
-from wikiserve.errors import InvalidRequest
-from wikiserve.mediawiki import MediaWikiClient
 
 from outlink_server.request import OutlinkRequest
 from outlink_server.settings import OutlinkSettings
+from wikiserve.errors import InvalidRequest, MediaWikiError
+from wikiserve.mediawiki import MediaWikiClient
 
 TITLES_PER_CALL = 50  # the Action API's limit of titles per query for anonymous clients
 MAX_TITLES_PARAM_BYTES = 4000  # keeps GET URLs well below the 8 KB that proxies commonly accept
 MAX_LINKS_SCANNED = 25_000  # bounds the continuation loop for pages with huge numbers of red links
 PARALLEL_BATCHES = 4
+_REVISION_ERRORS = re.compile(r"\b(nosuchrevid|permissiondenied)\b")
+QID = re.compile(r"Q[1-9][0-9]*")  # the predictor accepts nothing else in features_str
 
 
-@dataclass(frozen=True)
-class Outlinks:
-    title: str | None  # the page's title as MediaWiki spells it, when the API told us
-    qids: list[str]
-
-    @property
-    def features(self) -> str:
-        return " ".join(self.qids)
-
-
-async def fetch_outlinks(client: MediaWikiClient, request: OutlinkRequest, settings: OutlinkSettings) -> Outlinks:
+async def fetch_outlinks(client: MediaWikiClient, request: OutlinkRequest,
+                         settings: OutlinkSettings) -> list[str]:
+    """The Q-ids of the page's (or revision's) outlinks, ordered by linked title; raises InvalidRequest when
+    the page or revision does not exist or has no outlinks with an item."""
     if request.revision_id is not None:
         return await _revision_outlinks(client, request, settings)
     return await _current_outlinks(client, request, settings)
@@ -47,7 +41,7 @@ def _page_param(request: OutlinkRequest) -> dict[str, str | int]:
 
 
 async def _current_outlinks(client: MediaWikiClient, request: OutlinkRequest,
-                            settings: OutlinkSettings) -> Outlinks:
+                            settings: OutlinkSettings) -> list[str]:
     per_call = 500 if settings.links_per_call == "max" else int(settings.links_per_call)
     params = {
         "generator": "links", "gplnamespace": 0, "gpllimit": settings.links_per_call,
@@ -60,16 +54,14 @@ async def _current_outlinks(client: MediaWikiClient, request: OutlinkRequest,
             break
     if not qid_of:
         await _explain_no_outlinks(client, request)
-    # The generator's output does not name the page itself; its title only matters for page_title input,
-    # where the client's spelling (normalised for the URL) is kept.
-    return Outlinks(None, _first(qid_of, settings.max_outlinks))
+    return _first(qid_of, settings.max_outlinks)
 
 
 def _qids_of_pages(doc: dict) -> dict[str, str]:
     found = {}
     for page in doc.get("query", {}).get("pages", []):
         qid = (page.get("pageprops") or {}).get("wikibase_item")
-        if qid and not page.get("missing"):
+        if qid and QID.fullmatch(qid) and not page.get("missing"):
             found[page["title"]] = qid
     return found
 
@@ -83,7 +75,7 @@ async def _explain_no_outlinks(client: MediaWikiClient, request: OutlinkRequest)
     """Raises the right 400: the page does not exist, or it links to no article with a Wikidata item."""
     doc = await client.get(action="query", redirects=1, **_page_param(request))
     pages = doc.get("query", {}).get("pages", [])
-    page_name = f"page id {request.page_id}" if request.page_id is not None else f"page {request.page_title!r}"
+    page_name = f"page {request.page_title!r}" if request.page_id is None else f"page id {request.page_id}"
     if not pages or pages[0].get("missing") or pages[0].get("invalid"):
         raise InvalidRequest(f"The {page_name} does not exist on {request.domain}.")
     raise InvalidRequest(f"The {page_name} on {request.domain} has no outlinks to articles with a Wikidata "
@@ -91,9 +83,8 @@ async def _explain_no_outlinks(client: MediaWikiClient, request: OutlinkRequest)
 
 
 async def _revision_outlinks(client: MediaWikiClient, request: OutlinkRequest,
-                             settings: OutlinkSettings) -> Outlinks:
-    doc = await client.get(action="parse", oldid=request.revision_id, prop="links")
-    parsed = doc.get("parse", {})
+                             settings: OutlinkSettings) -> list[str]:
+    parsed = await _parse_links(client, request)
     _check_revision_page(request, parsed)
     titles = list(dict.fromkeys(link["title"] for link in parsed.get("links", [])
                                 if link.get("ns") == 0 and link.get("exists")))
@@ -106,15 +97,34 @@ async def _revision_outlinks(client: MediaWikiClient, request: OutlinkRequest,
                 qid_of.update(await _qids_of_titles(client, batch))
 
     # Every batch finishes (each call is bounded by the client's timeout) before the first failure is raised.
-    outcomes = await asyncio.gather(*(lookup(batch) for batch in title_batches(titles)), return_exceptions=True)
+    lookups = (lookup(batch) for batch in title_batches(titles))
+    outcomes = await asyncio.gather(*lookups, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
     if not qid_of:
         raise InvalidRequest(f"Revision {request.revision_id} of {parsed.get('title')!r} on {request.domain} "
-                             "has no outlinks to articles with a Wikidata item, so there is nothing to predict "
-                             "topics from.")
-    return Outlinks(parsed.get("title"), _first(qid_of, settings.max_outlinks))
+                             "has no outlinks to articles with a Wikidata item, so there is nothing to "
+                             "predict topics from.")
+    return _first(qid_of, settings.max_outlinks)
+
+
+async def _parse_links(client: MediaWikiClient, request: OutlinkRequest) -> dict:
+    """The links of one revision as MediaWiki's parser sees them (only `action=parse` gives those)."""
+    try:
+        doc = await client.get(action="parse", oldid=request.revision_id, prop="links")
+    except (InvalidRequest, MediaWikiError) as error:
+        # The API error code is only in the message (mwapi 0.6.1 wraps API errors of AsyncSession in
+        # RequestError). Both codes are facts about the revision, not outages: the client gets a 400.
+        code = _REVISION_ERRORS.search(error.message)
+        if code is None:
+            raise
+        if code.group() == "nosuchrevid":
+            raise InvalidRequest(f"Revision {request.revision_id} does not exist on {request.domain}.") \
+                from None
+        raise InvalidRequest(f"The text of revision {request.revision_id} on {request.domain} is hidden "
+                             "(deleted), so its links cannot be read.") from None
+    return doc.get("parse", {})
 
 
 def _check_revision_page(request: OutlinkRequest, parsed: dict) -> None:

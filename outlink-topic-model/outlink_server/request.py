@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from outlink_server.languages import Wikipedias
+from outlink_server.settings import MAX_OUTLINKS
 from wikiserve.errors import InvalidRequest
 from wikiserve.validation import (
     exactly_one_of,
@@ -21,9 +23,6 @@ from wikiserve.validation import (
     parse_body,
     reject_unknown_fields,
 )
-
-from outlink_server.languages import Wikipedias
-from outlink_server.settings import MAX_OUTLINKS
 
 FIELDS = ("lang", "wiki_id", "page_title", "page_id", "revision_id", "threshold", "debug", "features_str")
 DEFAULT_THRESHOLD = 0.5
@@ -47,7 +46,7 @@ class OutlinkRequest:
     debug: bool
     features: str | None  # Q-ids given by the client (or the transformer), single-space separated
 
-    def forwarded(self, title: str | None, features: str) -> dict[str, Any]:
+    def forwarded(self, features: str) -> dict[str, Any]:
         """The body the transformer sends the predictor: the same request with the Q-ids filled in."""
         body: dict[str, Any] = {"lang": self.lang, "features_str": features, "debug": self.debug}
         if not self.debug:
@@ -55,7 +54,7 @@ class OutlinkRequest:
         if self.page_id is not None:
             body["page_id"] = self.page_id
         else:
-            body["page_title"] = title or self.page_title
+            body["page_title"] = self.page_title
         return body
 
 
@@ -82,7 +81,8 @@ def _language(body: dict[str, Any], wikis: Wikipedias) -> str:
     lang = optional_str(body, "lang", max_length=64)
     wiki_id = optional_str(body, "wiki_id", max_length=64)
     if lang is None and wiki_id is None:
-        raise InvalidRequest("Give the Wikipedia's language as 'lang' (such as \"en\") or 'wiki_id' (such as \"enwiki\").")
+        raise InvalidRequest("Give the Wikipedia's language as 'lang' (such as \"en\") "
+                             "or 'wiki_id' (such as \"enwiki\").")
     if lang is not None and lang not in wikis.dbname_of:
         raise InvalidRequest(f"'lang' must be the language code of a supported Wikipedia (such as \"en\"); "
                              f"{lang!r} is not one.")
@@ -104,7 +104,7 @@ def _title(body: dict[str, Any]) -> str | None:
         raise InvalidRequest(f"'page_title' is longer than {MAX_TITLE_BYTES} bytes.")
     forbidden = _TITLE_FORBIDDEN.search(title)
     if forbidden:
-        raise InvalidRequest(f"'page_title' contains {forbidden.group()!r}, which is not allowed in page titles.")
+        raise InvalidRequest(f"'page_title' contains {forbidden.group()!r}, which titles cannot contain.")
     if _TITLE_RELATIVE.search(title) or not title.replace("_", " ").strip():
         raise InvalidRequest(f"'page_title' {title!r} is not a valid page title.")
     return title
@@ -119,7 +119,7 @@ def _features(body: dict[str, Any]) -> str | None:
     if not value.strip():
         raise InvalidRequest("'features_str' is empty: the page has no outlinks to score.")
     if not _QIDS.fullmatch(value):
-        raise InvalidRequest("'features_str' must hold Wikidata item ids (such as \"Q42 Q5\") separated by spaces.")
+        raise InvalidRequest("'features_str' must hold Wikidata item ids separated by spaces (\"Q42 Q5\").")
     qids = value.split()
     if len(qids) > MAX_OUTLINKS:
         raise InvalidRequest(f"'features_str' holds {len(qids)} ids; at most {MAX_OUTLINKS} are allowed.")

@@ -19,10 +19,10 @@ def article_url(domain: str, title: str | None, page_id: int | None) -> str:
     return f"https://{domain}/wiki/{quote(title.strip().replace(' ', '_'), safe=_URL_SAFE)}"
 
 
-def build_response(request: OutlinkRequest, title: str | None, scores: Iterable[tuple[str, float]]) -> dict[str, Any]:
+def build_response(request: OutlinkRequest, scores: Iterable[tuple[str, float]]) -> dict[str, Any]:
     """`scores` are (topic, probability) pairs; kept are those at or above the request's threshold,
     highest first (ties by topic name, so equal requests give equal responses)."""
     results = [{"topic": topic, "score": score} for topic, score in scores if score >= request.threshold]
     results.sort(key=lambda result: (-result["score"], result["topic"]))
-    article = article_url(request.domain, title or request.page_title, request.page_id)
+    article = article_url(request.domain, request.page_title, request.page_id)
     return {"prediction": {"article": article, "results": results}}

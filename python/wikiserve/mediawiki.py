@@ -183,6 +183,8 @@ class MediaWikiClient:
 
     def _request_error(self, error: Exception) -> _Transient | MediaWikiError:
         cause = error.__cause__
+        if isinstance(cause, mwapi.errors.APIError):  # mwapi wraps API errors raised inside its request
+            return self._api_error(cause)
         if isinstance(cause, HTTPStatusFailure):
             message = f"MediaWiki API at {self.api_url} ({self.domain}) answered HTTP {cause.status}"
             if cause.status in TRANSIENT_HTTP_STATUSES:

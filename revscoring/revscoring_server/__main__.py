@@ -1,6 +1,7 @@
 """`python -m revscoring_server`: the image entrypoint, one inference service per process, as KServe runs it.
 
-    INFERENCE_NAME=enwiki-damaging MODEL_PATH=/mnt/models/model.bin python -m revscoring_server --http_port 8080
+    INFERENCE_NAME=enwiki-damaging MODEL_PATH=/mnt/models/model.bin \
+        python -m revscoring_server --http_port 8080
 
 With `--models_dir DIR --isvc a --isvc b ...` it serves several services in one process, each model read
 from `DIR/<isvc>/model.bin` (development and tests; `dev/run_all.py` serves everything).
@@ -32,11 +33,14 @@ EXIT_BAD_CONFIG = 2
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="revscoring_server", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="revscoring_server", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--http_port", type=int, help="overrides HTTP_PORT (default 8080)")
     parser.add_argument("--model_name", help="the inference service name; overrides INFERENCE_NAME")
-    parser.add_argument("--models_dir", type=Path, help="serve several services, models at DIR/<isvc>/model.bin")
+    parser.add_argument(
+        "--models_dir", type=Path, help="serve several services, models at DIR/<isvc>/model.bin"
+    )
     parser.add_argument("--isvc", action="append", default=[], help="with --models_dir: a service to serve")
     # KServe passes its own flags (--workers, --grpc_port, ...) to every model server; they do not apply.
     args, _unknown = parser.parse_known_args(argv)
@@ -52,8 +56,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     configure_logging(settings.json_logs, settings.log_level)
     pool = MediaWikiPool(settings.mediawiki)
     try:
-        models = [RevscoringModel(find_service(isvc), path, settings, pool, owns_pool=index == 0)
-                  for index, (isvc, path) in enumerate(_services(args, env))]
+        models = [
+            RevscoringModel(find_service(isvc), path, settings, pool, owns_pool=index == 0)
+            for index, (isvc, path) in enumerate(_services(args, env))
+        ]
     except (UnknownService, ModelLoadError) as error:
         logger.error(f"Cannot start: {error}")
         return EXIT_BAD_CONFIG

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from revscoring.extractors.api.util import REV_PROPS, USER_PROPS
 
+from revscoring_server.model_types import Need
 from wikiserve.errors import InvalidRequest, MediaWikiError
 from wikiserve.mediawiki import MediaWikiClient
-from revscoring_server.model_types import Need
 
 # Flags the Action API reports as `true`/`false` in formatversion 2 and as present-or-absent in 1.
 _REVISION_PROPS = sorted(REV_PROPS | {"content"})
@@ -54,8 +54,11 @@ class ApiDocs:
 
 async def fetch_docs(client: MediaWikiClient, dbname: str, rev_id: int, plan: FetchPlan) -> ApiDocs:
     """The revision first (everything else depends on it), then the rest of the plan concurrently."""
-    doc = to_formatversion1(await client.get(
-        action="query", prop="revisions", revids=rev_id, rvslots="main", rvprop=_REVISION_PROPS))
+    doc = to_formatversion1(
+        await client.get(
+            action="query", prop="revisions", revids=rev_id, rvslots="main", rvprop=_REVISION_PROPS
+        )
+    )
     docs = ApiDocs(rev_id=rev_id, revision=doc, calls=["revision"])
     revision = _only_revision(doc, rev_id, dbname)
     _check_readable(revision, rev_id, dbname, plan.content_models)
@@ -63,8 +66,9 @@ async def fetch_docs(client: MediaWikiClient, dbname: str, rev_id: int, plan: Fe
     return docs
 
 
-def _dependent_fetches(client: MediaWikiClient, docs: ApiDocs, revision: dict[str, Any],
-                       plan: FetchPlan) -> list:
+def _dependent_fetches(
+    client: MediaWikiClient, docs: ApiDocs, revision: dict[str, Any], plan: FetchPlan
+) -> list:
     fetches = []
     parent_id = revision.get("parentid") or 0
     if Need.PARENT_REVISION in plan.needs and parent_id > 0:
@@ -74,10 +78,13 @@ def _dependent_fetches(client: MediaWikiClient, docs: ApiDocs, revision: dict[st
     if Need.USER_INFO in plan.needs and user_text and revision.get("userid", 0) > 0:
         fetches.append(_fetch_user(client, docs, user_text))
     if Need.PAGE_CREATION in plan.needs:
-        fetches.append(_fetch_page_creation(client, docs, revision["page"]["pageid"], plan.page_creation_text))
+        fetches.append(
+            _fetch_page_creation(client, docs, revision["page"]["pageid"], plan.page_creation_text)
+        )
     if Need.USER_LAST_REVISION in plan.needs and user_text:
-        fetches.append(_fetch_last_user_revision(client, docs, user_text, revision["timestamp"],
-                                                 plan.last_revision_text))
+        fetches.append(
+            _fetch_last_user_revision(client, docs, user_text, revision["timestamp"], plan.last_revision_text)
+        )
     if Need.PROPERTY_SUGGESTIONS in plan.needs:
         fetches.append(_fetch_property_suggestions(client, docs, revision["page"]["title"]))
     return fetches
@@ -86,38 +93,59 @@ def _dependent_fetches(client: MediaWikiClient, docs: ApiDocs, revision: dict[st
 async def _fetch_parent(client: MediaWikiClient, docs: ApiDocs, parent_id: int) -> None:
     docs.parent_id = parent_id
     # A missing parent (deleted) comes back as `badrevids`; revscoring then reports RevisionNotFound.
-    docs.parent = to_formatversion1(await client.get(
-        action="query", prop="revisions", revids=parent_id, rvslots="main", rvprop=_REVISION_PROPS))
+    docs.parent = to_formatversion1(
+        await client.get(
+            action="query", prop="revisions", revids=parent_id, rvslots="main", rvprop=_REVISION_PROPS
+        )
+    )
     docs.calls.append("parent")
 
 
 async def _fetch_user(client: MediaWikiClient, docs: ApiDocs, user_text: str) -> None:
     docs.user_text = user_text
-    docs.user = to_formatversion1(await client.get(
-        action="query", list="users", ususers=user_text, usprop=sorted(USER_PROPS)))
+    docs.user = to_formatversion1(
+        await client.get(action="query", list="users", ususers=user_text, usprop=sorted(USER_PROPS))
+    )
     docs.calls.append("user")
 
 
 async def _fetch_page_creation(client: MediaWikiClient, docs: ApiDocs, page_id: int, text: bool) -> None:
     props = sorted(REV_PROPS | {"content"}) if text else sorted(REV_PROPS)
-    doc = to_formatversion1(await client.get(
-        action="query", prop="revisions", pageids=page_id, rvdir="newer", rvlimit=1, rvslots="main",
-        rvprop=props))
+    doc = to_formatversion1(
+        await client.get(
+            action="query",
+            prop="revisions",
+            pageids=page_id,
+            rvdir="newer",
+            rvlimit=1,
+            rvslots="main",
+            rvprop=props,
+        )
+    )
     pages = list(doc.get("query", {}).get("pages", {}).values())
     revisions = pages[0].get("revisions", []) if pages else []
     docs.page_creation = revisions[0] if revisions else None
     docs.calls.append("page_creation")
 
 
-async def _fetch_last_user_revision(client: MediaWikiClient, docs: ApiDocs, user_text: str,
-                                    timestamp: str, text: bool) -> None:
+async def _fetch_last_user_revision(
+    client: MediaWikiClient, docs: ApiDocs, user_text: str, timestamp: str, text: bool
+) -> None:
     # The edit before this one: start one second earlier, as revscoring's own query does.
-    start = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc) - timedelta(seconds=1)
+    start = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) - timedelta(seconds=1)
     props = ["ids", "timestamp", "comment", "size", "flags", "title"]
     docs.user_text = user_text
-    docs.last_user_revision = to_formatversion1(await client.get(
-        action="query", list="usercontribs", ucuser=user_text, uclimit=1, ucdir="older",
-        ucstart=start.strftime("%Y-%m-%dT%H:%M:%SZ"), ucprop=props + (["content"] if text else [])))
+    docs.last_user_revision = to_formatversion1(
+        await client.get(
+            action="query",
+            list="usercontribs",
+            ucuser=user_text,
+            uclimit=1,
+            ucdir="older",
+            ucstart=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ucprop=props + (["content"] if text else []),
+        )
+    )
     docs.calls.append("last_user_revision")
 
 
@@ -126,12 +154,15 @@ async def _fetch_property_suggestions(client: MediaWikiClient, docs: ApiDocs, en
     API (the upstream cannot serve this model), not a client error and not a silently wrong score."""
     docs.entity_id = entity_id
     try:
-        docs.property_suggestions = await client.get(action="wbsgetsuggestions", entity=entity_id,
-                                                     include="all", limit=50)
+        docs.property_suggestions = await client.get(
+            action="wbsgetsuggestions", entity=entity_id, include="all", limit=50
+        )
     except MediaWikiError as error:
         if "'unknown_action'" in error.message:
-            raise MediaWikiError(f"{error.message} (property suggestions need the WikibaseSuggester "
-                                 "extension on the wiki)", kind="unsupported_action") from None
+            raise MediaWikiError(
+                f"{error.message} (property suggestions need the WikibaseSuggester extension on the wiki)",
+                kind="unsupported_action",
+            ) from None
         raise
     docs.calls.append("property_suggestions")
 
@@ -139,8 +170,10 @@ async def _fetch_property_suggestions(client: MediaWikiClient, docs: ApiDocs, en
 def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> dict[str, Any]:
     query = doc.get("query") or {}
     if str(rev_id) in (query.get("badrevids") or {}):
-        raise InvalidRequest(f"Revision {rev_id} does not exist on {dbname} (or was deleted): "
-                             "MediaWiki reports it in 'badrevids'.")
+        raise InvalidRequest(
+            f"Revision {rev_id} does not exist on {dbname} (or was deleted): "
+            "MediaWiki reports it in 'badrevids'."
+        )
     for page in (query.get("pages") or {}).values():
         for revision in page.get("revisions") or []:
             if revision.get("revid") == rev_id:
@@ -148,24 +181,29 @@ def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> dict[str, A
     raise InvalidRequest(f"Revision {rev_id} was not found on {dbname}.")
 
 
-def _check_readable(revision: dict[str, Any], rev_id: int, dbname: str, content_models: tuple[str, ...]) -> None:
+def _check_readable(
+    revision: dict[str, Any], rev_id: int, dbname: str, content_models: tuple[str, ...]
+) -> None:
     main = (revision.get("slots") or {}).get("main") or {}
     if "texthidden" in main or "texthidden" in revision:
-        raise InvalidRequest(f"The text of revision {rev_id} on {dbname} is deleted or hidden "
-                             "(texthidden); it cannot be scored.")
+        raise InvalidRequest(
+            f"The text of revision {rev_id} on {dbname} is deleted or hidden "
+            "(texthidden); it cannot be scored."
+        )
     content_model = main.get("contentmodel")
     if content_model not in content_models:
         raise InvalidRequest(
             f"Revision {rev_id} on {dbname} has content model {content_model!r}; this model scores "
-            f"{' or '.join(repr(model) for model in content_models)} content only.")
+            f"{' or '.join(repr(model) for model in content_models)} content only."
+        )
 
 
 def to_formatversion1(doc: Any) -> Any:
     """Converts an Action API formatversion-2 answer to the formatversion-1 shape revscoring reads.
 
     `query.pages` becomes a dict keyed by page id, slot text moves from `content` to `*`, and boolean
-    flags (`minor`, `anon`, `texthidden`, `userhidden`, `commenthidden`, `missing`, ...) become present-with-""
-    when true and absent when false.
+    flags (`minor`, `anon`, `texthidden`, `userhidden`, `commenthidden`, `missing`, ...) become
+    present-with-"" when true and absent when false.
     """
     if isinstance(doc, list):
         return [to_formatversion1(item) for item in doc]
@@ -177,8 +215,10 @@ def to_formatversion1(doc: Any) -> Any:
             if value:
                 converted[key] = ""
         elif key == "pages" and isinstance(value, list):
-            converted[key] = {str(page.get("pageid", -index)): to_formatversion1(page)
-                              for index, page in enumerate(value, start=1)}
+            converted[key] = {
+                str(page.get("pageid", -index)): to_formatversion1(page)
+                for index, page in enumerate(value, start=1)
+            }
         elif key == "content" and isinstance(value, str):
             converted["*"] = value
         else:

@@ -38,8 +38,15 @@ class Prepared:
 class RevscoringModel(kserve.Model):
     """One inference service `<dbname>-<model type>`: fetch from MediaWiki, extract, score, respond."""
 
-    def __init__(self, service: Service, model_path: Path, settings: ServerSettings, pool: MediaWikiPool,
-                 executor: OffLoopExecutor | None = None, owns_pool: bool = False) -> None:
+    def __init__(
+        self,
+        service: Service,
+        model_path: Path,
+        settings: ServerSettings,
+        pool: MediaWikiPool,
+        executor: OffLoopExecutor | None = None,
+        owns_pool: bool = False,
+    ) -> None:
         super().__init__(service.isvc)
         self.service = service
         self.model_type: ModelType = service.type
@@ -67,8 +74,10 @@ class RevscoringModel(kserve.Model):
         if exactly_one_of(body, "rev_id", "event") == "event":
             event = parse_event(body["event"])
             if event.database != self.service.dbname:
-                raise InvalidRequest(f"The event is for wiki {event.database!r}, but this model ({self.name}) "
-                                     f"scores {self.service.dbname!r}.")
+                raise InvalidRequest(
+                    f"The event is for wiki {event.database!r}, but this model ({self.name}) "
+                    f"scores {self.service.dbname!r}."
+                )
             rev_id = event.rev_id
         else:
             rev_id = require_int(body, "rev_id")
@@ -80,7 +89,9 @@ class RevscoringModel(kserve.Model):
         entry = await self.executor.run(score_revision, prepared.job)
         if prepared.event is not None:
             await self._send_score_event(prepared.event, entry["score"])
-        return build_response(self.service.dbname, self.model_type.name, self.version, prepared.job.rev_id, entry)
+        return build_response(
+            self.service.dbname, self.model_type.name, self.version, prepared.job.rev_id, entry
+        )
 
     async def _send_score_event(self, source: RevisionEvent, score: dict[str, Any]) -> None:
         """Posts the revision-score event; EventGateClient logs and swallows failures."""
@@ -116,7 +127,8 @@ def fetch_plan(features: Any, model_type: ModelType, dbname: str, model_path: Pa
     if missing:
         raise ModelLoadError(
             f"Model binary {model_path} needs {sorted(need.name for need in missing)}, which the "
-            f"{model_type.name} model type does not fetch (see model_types.py).")
+            f"{model_type.name} model type does not fetch (see model_types.py)."
+        )
     return FetchPlan(
         needs=model_type.needs,
         content_models=model_type.accepted_content_models(dbname),

@@ -68,8 +68,15 @@ _WIKIDATA_EDITS = (("wikidatawiki", ("wikibase-item", "wikibase-property")),)
 
 
 def _edit_quality(name: str) -> ModelType:
-    return ModelType(name, "editquality", name, Output.BINARY, _EDIT_QUALITY_NEEDS, "editquality",
-                     content_models_by_wiki=_WIKIDATA_EDITS)
+    return ModelType(
+        name,
+        "editquality",
+        name,
+        Output.BINARY,
+        _EDIT_QUALITY_NEEDS,
+        "editquality",
+        content_models_by_wiki=_WIKIDATA_EDITS,
+    )
 
 
 MODEL_TYPES: dict[str, ModelType] = {
@@ -79,22 +86,37 @@ MODEL_TYPES: dict[str, ModelType] = {
         _edit_quality("goodfaith"),
         _edit_quality("reverted"),
         ModelType(
-            "articlequality", "articlequality", "wp10", Output.MULTICLASS, frozenset(), "articlequality",
+            "articlequality",
+            "articlequality",
+            "wp10",
+            Output.MULTICLASS,
+            frozenset(),
+            "articlequality",
             # Wikisource pages live in the Page: namespace with ProofreadPage's content model.
-            content_models_by_wiki=(("wikidatawiki", WIKIBASE_ITEM),
-                                    ("frwikisource", ("proofread-page", "wikitext"))),
+            content_models_by_wiki=(
+                ("wikidatawiki", WIKIBASE_ITEM),
+                ("frwikisource", ("proofread-page", "wikitext")),
+            ),
             feature_list_exceptions=(
                 ("frwikisource", ("articlequality.feature_lists.frwikisource", "pagelevel")),
                 ("wikidatawiki", ("articlequality.feature_lists.wikidatawiki", "item_quality")),
             ),
         ),
-        ModelType("draftquality", "draftquality", "draft_quality", Output.MULTICLASS, frozenset(),
-                  "draftquality"),
         ModelType(
-            "articletopic", "drafttopic", "articletopic", Output.MULTILABEL, frozenset(), "topic",
+            "draftquality", "draftquality", "draft_quality", Output.MULTICLASS, frozenset(), "draftquality"
+        ),
+        ModelType(
+            "articletopic",
+            "drafttopic",
+            "articletopic",
+            Output.MULTILABEL,
+            frozenset(),
+            "topic",
             content_models_by_wiki=(("wikidatawiki", WIKIBASE_ITEM),),
             # drafttopic names its Wikidata module after the project, not the dbname.
-            feature_list_exceptions=(("wikidatawiki", ("drafttopic.feature_lists.wikidata", "articletopic")),),
+            feature_list_exceptions=(
+                ("wikidatawiki", ("drafttopic.feature_lists.wikidata", "articletopic")),
+            ),
         ),
         ModelType("drafttopic", "drafttopic", "drafttopic", Output.MULTILABEL, frozenset(), "topic"),
     )

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from revscoring import Model
 from revscoring.errors import (
     CaughtDependencyError,
     CommentDeleted,
@@ -36,6 +35,7 @@ from revscoring.extractors.api import Extractor, MWAPICache
 from revscoring.features import trim
 from revscoring.scoring.models import Classifier
 
+from revscoring import Model
 from revscoring_server.fetch import ApiDocs
 from revscoring_server.model_types import Output
 from wikiserve import metrics
@@ -91,18 +91,31 @@ def load_model(path: Path | str) -> Model:
 
 def _read_model(path: Path) -> Model:
     if not path.is_file():
-        raise ModelLoadError(f"Model binary {path} does not exist (set MODEL_PATH or mount it at /mnt/models).")
+        raise ModelLoadError(
+            f"Model binary {path} does not exist (set MODEL_PATH or mount it at /mnt/models)."
+        )
     opener = bz2.open if path.suffix in (".bz2", ".bzip2") else open
     try:
         with opener(path, "rb") as handle:
             model = Model.load(handle)
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
-            ImportError, IndexError, KeyError) as error:
-        raise ModelLoadError(f"Model binary {path} could not be read as a revscoring model: "
-                             f"{type(error).__name__}: {error}") from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as error:
+        raise ModelLoadError(
+            f"Model binary {path} could not be read as a revscoring model: {type(error).__name__}: {error}"
+        ) from None
     if not isinstance(model, Classifier):
-        raise ModelLoadError(f"Model binary {path} holds a {type(model).__name__}, "
-                             "not a revscoring classifier.")
+        raise ModelLoadError(
+            f"Model binary {path} holds a {type(model).__name__}, not a revscoring classifier."
+        )
     return model
 
 
@@ -114,10 +127,14 @@ def check_output_shape(model: Classifier, output: Output, path: Path | str) -> N
     elif output is Output.BINARY:
         fits = not model.multilabel and set(labels) == {True, False}
     else:
-        fits = not model.multilabel and len(labels) >= 2 and not all(isinstance(label, bool) for label in labels)
+        fits = (
+            not model.multilabel and len(labels) >= 2 and not all(isinstance(label, bool) for label in labels)
+        )
     if not fits:
-        raise ModelLoadError(f"Model binary {path} does not fit a {output.value} model type: its labels are "
-                             f"{labels[:8]} (multilabel={model.multilabel}).")
+        raise ModelLoadError(
+            f"Model binary {path} does not fit a {output.value} model type: its labels are "
+            f"{labels[:8]} (multilabel={model.multilabel})."
+        )
 
 
 def score_revision(job: ScoreJob) -> dict[str, Any]:
@@ -128,8 +145,9 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
     model = load_model(job.model_path)
     extractor = Extractor(NoNetworkSession(), http_cache=_http_cache(job.docs))
     features = list(model.features)
-    base_features = [feature for feature in trim(features) if feature not in set(features)] \
-        if job.extended_output else []
+    base_features = (
+        [feature for feature in trim(features) if feature not in set(features)] if job.extended_output else []
+    )
     cache = _solve_cache(extractor, job.docs)
     started = time.perf_counter()
     try:
@@ -137,12 +155,14 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
     except DependencyError as error:
         raise _extraction_error(error, job.rev_id) from None
     metrics.FEATURE_EXTRACTION_SECONDS.labels(model=job.model_name).observe(time.perf_counter() - started)
-    entry: dict[str, Any] = {"score": format_score(model.score(values[:len(features)]))}
+    entry: dict[str, Any] = {"score": format_score(model.score(values[: len(features)]))}
     if job.extended_output:
         # Base features: the unmodified features the model's (possibly log/sub-modified) ones are built on.
         base = list(trim(features))
-        by_feature = {**dict(zip(features, values, strict=False)),
-                      **dict(zip(base_features, values[len(features):], strict=True))}
+        by_feature = {
+            **dict(zip(features, values, strict=False)),
+            **dict(zip(base_features, values[len(features) :], strict=True)),
+        }
         entry["features"] = {str(feature): jsonable(by_feature[feature]) for feature in base}
     return entry
 
@@ -181,11 +201,16 @@ def _extraction_error(error: DependencyError, rev_id: int) -> ServingError:
         cause = error.exception
         if isinstance(cause, NetworkForbidden):
             logger.error("Feature extraction needed data that was not fetched", extra={"error": str(cause)})
-            return FeatureExtractionError(f"Feature extraction for revision {rev_id} needed MediaWiki data the "
-                                          "server did not fetch; this is a server bug.")
-        logger.error("Feature extraction failed", extra={"rev_id": rev_id, "error": error.formatted_exception})
+            return FeatureExtractionError(
+                f"Feature extraction for revision {rev_id} needed MediaWiki data the "
+                "server did not fetch; this is a server bug."
+            )
+        logger.error(
+            "Feature extraction failed", extra={"rev_id": rev_id, "error": error.formatted_exception}
+        )
         return FeatureExtractionError(
-            f"Feature extraction failed for revision {rev_id}: {type(cause).__name__}: {str(cause)[:200]}")
+            f"Feature extraction failed for revision {rev_id}: {type(cause).__name__}: {str(cause)[:200]}"
+        )
     subject = _subject(error, rev_id)
     if isinstance(error, TextDeleted):
         return InvalidRequest(f"The text of {subject} is deleted or hidden; it cannot be scored.")
@@ -194,15 +219,18 @@ def _extraction_error(error: DependencyError, rev_id: int) -> ServingError:
     if isinstance(error, UserDeleted):
         return InvalidRequest(f"The user of {subject} is deleted or hidden; it cannot be scored.")
     if isinstance(error, RevisionNotFound):
-        return InvalidRequest(f"{subject[0].upper()}{subject[1:]} was not found (deleted?); "
-                              f"revision {rev_id} cannot be scored.")
+        return InvalidRequest(
+            f"{subject[0].upper()}{subject[1:]} was not found (deleted?); revision {rev_id} cannot be scored."
+        )
     if isinstance(error, (UserNotFound, PageNotFound, EntityNotFound)):
         return InvalidRequest(f"Could not score revision {rev_id}: {error.message}")
     if isinstance(error, UnexpectedContentType):
         return InvalidRequest(f"The content of revision {rev_id} cannot be parsed: {error.message}")
     if isinstance(error, QueryNotSupported):
-        return MediaWikiError(f"The MediaWiki API does not support a query revision {rev_id} needs: "
-                              f"{error.message}", kind="unsupported_action")
+        return MediaWikiError(
+            f"The MediaWiki API does not support a query revision {rev_id} needs: {error.message}",
+            kind="unsupported_action",
+        )
     return FeatureExtractionError(f"Feature extraction failed for revision {rev_id}: {error}")
 
 

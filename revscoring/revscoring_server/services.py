@@ -18,8 +18,10 @@ from pathlib import Path
 from revscoring_server.model_types import MODEL_TYPES, ModelType
 
 DATA_FILE = "inference_services.tsv"
-_HEADER = ("# Generated from the seed table (../shared/seed-isvcs.tsv): "
-           "`python -m revscoring_server.services SEED_TSV`.\n# isvc\tmodel_type\tdbname\tdomain\n")
+_HEADER = (
+    "# Generated from the seed table (../shared/seed-isvcs.tsv): "
+    "`python -m revscoring_server.services SEED_TSV`.\n# isvc\tmodel_type\tdbname\tdomain\n"
+)
 
 
 class UnknownService(ValueError):
@@ -52,7 +54,8 @@ def parse_isvc(isvc: str) -> tuple[str, str]:
     if not sep or not dbname or model_type not in MODEL_TYPES:
         raise UnknownService(
             f"Unknown inference service name {isvc!r}: expected '<dbname>-<model type>' with a model type "
-            f"among {', '.join(sorted(MODEL_TYPES))}.")
+            f"among {', '.join(sorted(MODEL_TYPES))}."
+        )
     return dbname, model_type
 
 
@@ -62,8 +65,10 @@ def find_service(isvc: str) -> Service:
     service = load_services().get(isvc)
     if service is None:
         wikis = sorted(s.dbname for s in load_services().values() if s.model_type == model_type)
-        raise UnknownService(f"Unknown inference service {isvc!r}: there is no {model_type} model for "
-                             f"{dbname!r}; {model_type} serves {', '.join(wikis)}.")
+        raise UnknownService(
+            f"Unknown inference service {isvc!r}: there is no {model_type} model for "
+            f"{dbname!r}; {model_type} serves {', '.join(wikis)}."
+        )
     return service
 
 
@@ -71,8 +76,9 @@ def render(seed_table: Path) -> str:
     """The data file's content for the revscoring rows of a seed table (`isvc type dbname domain ...`)."""
     with open(seed_table, encoding="utf-8", newline="") as handle:
         rows = [fields for fields in _tsv_rows(handle) if fields[1] in MODEL_TYPES]
-    return _HEADER + "".join(f"{isvc}\t{model_type}\t{dbname}\t{domain}\n"
-                             for isvc, model_type, dbname, domain, *_ in rows)
+    return _HEADER + "".join(
+        f"{isvc}\t{model_type}\t{dbname}\t{domain}\n" for isvc, model_type, dbname, domain, *_ in rows
+    )
 
 
 def _tsv_rows(lines: Iterable[str]) -> list[list[str]]:

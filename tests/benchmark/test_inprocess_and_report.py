@@ -5,8 +5,17 @@ import pytest
 
 from benchmark.inprocess import measure_limit
 from benchmark.loadgen import LoadResult
-from benchmark.report import (README_END, README_START, Check, RunReport, ServiceReport, to_markdown,
-                              update_readme, utc_now, write_results)
+from benchmark.report import (
+    README_END,
+    README_START,
+    Check,
+    RunReport,
+    ServiceReport,
+    to_markdown,
+    update_readme,
+    utc_now,
+    write_results,
+)
 
 
 def _sleepy(payload):
@@ -22,13 +31,20 @@ def test_limit_adds_up_the_rates_of_the_processes():
 
 
 def _report():
-    run = LoadResult(concurrency=8, elapsed_s=2.0, completed=200, errors=1,
-                     latencies={"ordinary": [0.010] * 99 + [0.200]})
-    service = ServiceReport("enwiki-damaging", sweep=[run], limit_throughput=120.0,
-                            distributions={"c=8": run.all_latencies()},
-                            checks=[Check("enwiki-damaging", "throughput / limit", 0.83, 0.9),
-                                    Check("enwiki-damaging", "p99 ratio", 1.2, 1.5, at_least=False)],
-                            facts={"start-up to ready": "3.1 s"})
+    run = LoadResult(
+        concurrency=8, elapsed_s=2.0, completed=200, errors=1, latencies={"ordinary": [0.010] * 99 + [0.200]}
+    )
+    service = ServiceReport(
+        "enwiki-damaging",
+        sweep=[run],
+        limit_throughput=120.0,
+        distributions={"c=8": run.all_latencies()},
+        checks=[
+            Check("enwiki-damaging", "throughput / limit", 0.83, 0.9),
+            Check("enwiki-damaging", "p99 ratio", 1.2, 1.5, at_least=False),
+        ],
+        facts={"start-up to ready": "3.1 s"},
+    )
     return RunReport(utc_now(), [service], {"cores": "2", "commit": "abc123"}, duration_s=60)
 
 

@@ -41,8 +41,11 @@ async def test_counts_every_request_and_separates_labels_and_errors():
         return web.json_response({"ok": True})
 
     runner, url = await _server(handler)
-    specs = [RequestSpec("/p", b'{"n": 0}', "ordinary"), RequestSpec("/p", b'{"n": 1}', "heavy"),
-             RequestSpec("/p", b'{"n": 2}', "ordinary")]
+    specs = [
+        RequestSpec("/p", b'{"n": 0}', "ordinary"),
+        RequestSpec("/p", b'{"n": 1}', "heavy"),
+        RequestSpec("/p", b'{"n": 2}', "ordinary"),
+    ]
     try:
         result = await run_load(url, specs, concurrency=4, total=90, progress_s=0)
     finally:
@@ -64,8 +67,16 @@ async def test_duration_mode_excludes_warmup_and_reports_progress():
     runner, url = await _server(handler)
     stream = io.StringIO()
     try:
-        result = await run_load(url, [RequestSpec("/p", b"{}")], concurrency=2, duration_s=0.6, warmup_s=0.3,
-                                progress_s=0.2, name="probe", stream=stream)
+        result = await run_load(
+            url,
+            [RequestSpec("/p", b"{}")],
+            concurrency=2,
+            duration_s=0.6,
+            warmup_s=0.3,
+            progress_s=0.2,
+            name="probe",
+            stream=stream,
+        )
     finally:
         await runner.cleanup()
     assert result.elapsed_s == 0.6
@@ -84,8 +95,9 @@ async def test_completion_callback_sees_every_count():
 
     runner, url = await _server(handler)
     try:
-        await run_load(url, [RequestSpec("/p", b"{}")], concurrency=3, total=25, progress_s=0,
-                       on_completed=counts.append)
+        await run_load(
+            url, [RequestSpec("/p", b"{}")], concurrency=3, total=25, progress_s=0, on_completed=counts.append
+        )
     finally:
         await runner.cleanup()
     assert counts == list(range(1, 26))

@@ -3,7 +3,9 @@ from benchmark.recordings import Recording, Response, request_key
 
 def test_key_ignores_parameter_order_and_pipe_order():
     a = request_key("en.wikipedia.org", "/w/api.php", "action=query&prop=revisions|info&revids=5&format=json")
-    b = request_key("EN.wikipedia.org", "/w/api.php", "format=json&revids=5&action=query&prop=info%7Crevisions")
+    b = request_key(
+        "EN.wikipedia.org", "/w/api.php", "format=json&revids=5&action=query&prop=info%7Crevisions"
+    )
     assert a == b
 
 
@@ -15,8 +17,9 @@ def test_key_separates_hosts_values_and_paths():
 
 
 def test_form_body_counts_like_query_string():
-    assert request_key("h", "/w/api.php", "action=query", "revids=5") == \
-        request_key("h", "/w/api.php", "action=query&revids=5")
+    assert request_key("h", "/w/api.php", "action=query", "revids=5") == request_key(
+        "h", "/w/api.php", "action=query&revids=5"
+    )
 
 
 def test_recording_round_trips_through_disk(tmp_path):

@@ -25,11 +25,13 @@ async def test_replay_answers_recorded_calls_and_counts_misses():
     runner = await start_app(make_replay_app(recording), port)
     url = f"http://127.0.0.1:{port}"
     try:
-        status, body = await _get(url, "en.wikipedia.org", {"prop": "info|revisions", "revids": "7",
-                                                            "action": "query"})
+        status, body = await _get(
+            url, "en.wikipedia.org", {"prop": "info|revisions", "revids": "7", "action": "query"}
+        )
         assert (status, body) == (200, b'{"ok": 7}')
-        status, _ = await _get(url, "de.wikipedia.org", {"action": "query", "revids": "7",
-                                                         "prop": "revisions|info"})
+        status, _ = await _get(
+            url, "de.wikipedia.org", {"action": "query", "revids": "7", "prop": "revisions|info"}
+        )
         assert status == 404
         async with aiohttp.ClientSession() as session:
             stats = await (await session.get(url + "/__stats")).json()
@@ -66,11 +68,16 @@ async def test_recording_proxy_feeds_the_replay():
     upstream_port, proxy_port, replay_port = free_port(), free_port(), free_port()
     upstream_runner = await start_app(upstream, upstream_port)
     recording = Recording()
-    proxy_runner = await start_app(make_recording_app(f"http://127.0.0.1:{upstream_port}", recording), proxy_port)
+    proxy_runner = await start_app(
+        make_recording_app(f"http://127.0.0.1:{upstream_port}", recording), proxy_port
+    )
     try:
-        proxied = await _get(f"http://127.0.0.1:{proxy_port}", "fr.wikipedia.org", {"action": "query", "revids": "3"})
-        failed = await _get(f"http://127.0.0.1:{proxy_port}", "fr.wikipedia.org", {"action": "query",
-                                                                                  "revids": "404"})
+        proxied = await _get(
+            f"http://127.0.0.1:{proxy_port}", "fr.wikipedia.org", {"action": "query", "revids": "3"}
+        )
+        failed = await _get(
+            f"http://127.0.0.1:{proxy_port}", "fr.wikipedia.org", {"action": "query", "revids": "404"}
+        )
     finally:
         await proxy_runner.cleanup()
         await upstream_runner.cleanup()
@@ -79,8 +86,9 @@ async def test_recording_proxy_feeds_the_replay():
     assert len(recording) == 1  # failures are passed through but never recorded
     replay_runner = await start_app(make_replay_app(recording), replay_port)
     try:
-        replayed = await _get(f"http://127.0.0.1:{replay_port}", "fr.wikipedia.org", {"revids": "3",
-                                                                                     "action": "query"})
+        replayed = await _get(
+            f"http://127.0.0.1:{replay_port}", "fr.wikipedia.org", {"revids": "3", "action": "query"}
+        )
     finally:
         await replay_runner.cleanup()
     assert replayed == proxied

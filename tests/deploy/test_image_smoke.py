@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from blubber_config import REPO_ROOT, effective_variant, production_variants
-from image_assembly import STATE, AssembledImage, assemble, ensure_venv, venv_without
+from blubber_config import REPO_ROOT, apt_packages, effective_variant, production_variants
+from image_assembly import STATE, WHEELHOUSE, AssembledImage, assemble, ensure_venv, venv_without
 
+from deploy import images
 from deploy.seed_table import load_rows
 
 LOGS = STATE / "logs"
@@ -163,14 +164,30 @@ def test_assembled_image_holds_only_its_own_sources_and_requirements(variant):
     assert copied == sorted(c["source"] for c in config["copies"])
     assert (image.app / "word2vec").is_dir() == (variant == "topic")
     assert not list(image.app.rglob("__pycache__"))
-    site_packages = image.venv.glob("lib/python3*/site-packages/*.dist-info")
-    installed = {p.name.split("-")[0].lower() for p in site_packages}
+    installed = installed_distributions(image.venv)
     revscoring_image = variant in SMOKE_ISVC
     assert ("revscoring" in installed) == revscoring_image
     assert ("fasttext" in installed) == (variant == "outlink")
     assert {"kserve", "mwapi"} <= installed
     assert not {"pytest", "ruff", "tox"} & installed  # test tools stay out of production images
     assert ("drafttopic" in installed) == (variant == "topic")
+
+
+def installed_distributions(venv: Path) -> set[str]:
+    return {p.name.split("-")[0].lower().replace("_", "-")
+            for p in venv.glob("lib/python3*/site-packages/*.dist-info")}
+
+
+@pytest.mark.slow
+def test_images_that_compile_a_requirement_install_a_compiler():
+    # wheels pip had to build here (no PyPI wheel for the pin) are compiled in the image build too
+    built_here = {p.name.split("-")[0].lower() for p in WHEELHOUSE.glob("*-linux_x86_64.whl")}
+    assert built_here <= set(images.SOURCE_BUILT), built_here
+    for variant in production_variants():
+        compiled = installed_distributions(assemble(variant).venv) & set(images.SOURCE_BUILT)
+        assert compiled == set(images.image(variant).compiled), variant
+        has_compiler = set(images.COMPILER_APT) <= set(apt_packages(effective_variant(variant)))
+        assert has_compiler == bool(compiled), variant
 
 
 @pytest.mark.slow

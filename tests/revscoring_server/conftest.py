@@ -7,7 +7,12 @@ the fetch -> cache -> extraction path is exercised for real without building the
 
 from __future__ import annotations
 
+import json
 import random
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +21,10 @@ from revscoring.features import revision_oriented, temporal
 from revscoring.features import wikitext as wikitext_features
 from revscoring.features.modifiers import log
 from revscoring.scoring.models import GradientBoosting
+from revscoring_testdata import EVENT_STREAM
+from testkit.servers import ServerProcess, start_server
+
+from dev.seed_table import revscoring_rows
 
 # Features needing the revision text, the parent's text, the user's account and the comment.
 EDIT_FEATURES = [
@@ -49,8 +58,9 @@ def _observations(features: list, labels: list[Any], count: int = 40) -> list[tu
     return [([value(feature) for feature in features], labels[index % len(labels)]) for index in range(count)]
 
 
-def _train(path: Path, features: list, labels: list, multilabel: bool = False,
-           targets: list | None = None) -> Path:
+def _train(
+    path: Path, features: list, labels: list, multilabel: bool = False, targets: list | None = None
+) -> Path:
     model = GradientBoosting(features, labels=labels, multilabel=multilabel, version="1.2.3", n_estimators=5)
     model.train(_observations(features, targets or labels))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +77,75 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "binary": _train(root / "binary" / "model.bin", EDIT_FEATURES, [True, False]),
         "multiclass": _train(root / "multiclass" / "model.bin", TEXT_FEATURES, CLASSES),
-        "multilabel": _train(root / "multilabel" / "model.bin", TEXT_FEATURES, TOPICS, multilabel=True,
-                             targets=topic_sets),
+        "multilabel": _train(
+            root / "multilabel" / "model.bin", TEXT_FEATURES, TOPICS, multilabel=True, targets=topic_sets
+        ),
     }
+
+
+class EventReceiver:
+    """A real local HTTP endpoint standing in for EventGate: records POSTed event batches.
+
+    Set `status` to make it refuse events (e.g. 500) to check that predictions do not depend on it.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.status = 201
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if receiver.status < 300:
+                    receiver.events.extend(json.loads(body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def wait_for(self, rev_id: int, timeout_s: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in self.events:
+                if event.get("rev_id") == rev_id:
+                    return event
+            time.sleep(0.05)
+        raise AssertionError(f"no event for rev_id {rev_id} received; got {self.events}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def event_receiver() -> Iterator[EventReceiver]:
+    receiver = EventReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def revscoring_all(farm: Any, demo_models: Path, event_receiver: EventReceiver) -> Iterator[ServerProcess]:
+    """ONE real server process serving all 110 revscoring services (the demo models) against the farm."""
+    isvcs = [row.isvc for row in revscoring_rows()]
+    missing = [isvc for isvc in isvcs if not (demo_models / isvc / "model.bin").exists()]
+    if missing:
+        pytest.fail(f"demo models missing for {missing[:5]}...: run `make models`")
+    env = {
+        "WIKI_URL": farm.url,
+        "EVENTGATE_URL": event_receiver.url,
+        "EVENTGATE_STREAM": EVENT_STREAM,
+        "LOG_LEVEL": "INFO",
+    }
+    args = ["revscoring_server", f"--models_dir={demo_models}", *[f"--isvc={isvc}" for isvc in isvcs]]
+    server = start_server("revscoring-all", args, env, [isvcs[0], isvcs[-1]], timeout_s=300)
+    yield server
+    assert server.stop() == 0, server.log_tail()

@@ -69,7 +69,9 @@ async def test_unknown_revision_is_a_400_naming_badrevids():
 
 async def test_hidden_text_is_a_400_naming_texthidden():
     client = ScriptedClient({5: revision_doc(5, 4, None)})
-    with pytest.raises(InvalidRequest, match=r"text of revision 5 on enwiki is deleted or hidden \(texthidden\)"):
+    with pytest.raises(
+        InvalidRequest, match=r"text of revision 5 on enwiki is deleted or hidden \(texthidden\)"
+    ):
         await fetch_docs(client, "enwiki", 5, EDIT_PLAN)
     assert len(client.calls) == 1  # nothing else fetched for a revision that cannot be scored
 
@@ -93,6 +95,12 @@ def test_formatversion1_conversion():
     assert doc["batchcomplete"] == ""
     hidden = to_formatversion1(revision_doc(5, 4, None, user=None, comment=None))["query"]["pages"]["10"]
     hidden_revision = hidden["revisions"][0]
-    assert hidden_revision["slots"]["main"]["texthidden"] == "" and "*" not in hidden_revision["slots"]["main"]
-    assert "userhidden" in hidden_revision and "commenthidden" in hidden_revision and "user" not in hidden_revision
+    assert (
+        hidden_revision["slots"]["main"]["texthidden"] == "" and "*" not in hidden_revision["slots"]["main"]
+    )
+    assert (
+        "userhidden" in hidden_revision
+        and "commenthidden" in hidden_revision
+        and "user" not in hidden_revision
+    )
     assert to_formatversion1(bad_revids_doc(9))["query"]["badrevids"] == {"9": {"revid": 9, "missing": ""}}

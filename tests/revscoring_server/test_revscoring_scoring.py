@@ -34,8 +34,9 @@ NEW_TEXT = "Physics is the '''science''' of [[matter]]. lol this is stupid!!!"
 OLD_TEXT = "Physics is the science of [[matter]]."
 
 
-def edit_docs(rev: dict | None = None, parent: dict | None = None, user: dict | None = None,
-              fetch_parent: bool = True) -> ApiDocs:
+def edit_docs(
+    rev: dict | None = None, parent: dict | None = None, user: dict | None = None, fetch_parent: bool = True
+) -> ApiDocs:
     return ApiDocs(
         rev_id=101,
         revision=to_formatversion1(rev or revision_doc(101, 100, NEW_TEXT)),
@@ -112,7 +113,9 @@ def test_multiclass_and_multilabel_scores(tiny_models):
     multilabel = score_revision(ScoreJob(str(tiny_models["multilabel"]), "drafttopic", 5, docs))["score"]
     assert isinstance(multilabel["prediction"], list)
     assert all(0.0 <= p <= 1.0 for p in multilabel["probability"].values())
-    assert set(multilabel["prediction"]) == {label for label, p in multilabel["probability"].items() if p > 0.5}
+    assert set(multilabel["prediction"]) == {
+        label for label, p in multilabel["probability"].items() if p > 0.5
+    }
 
 
 def test_the_job_is_picklable_and_scores_the_same_in_another_process(tiny_models):
@@ -124,23 +127,33 @@ def test_the_job_is_picklable_and_scores_the_same_in_another_process(tiny_models
     assert remote == score_revision(job)
 
 
-@pytest.mark.parametrize("docs, message", [
-    (lambda: edit_docs(parent=revision_doc(100, 0, None)),
-     r"text of the parent revision of revision 101 is deleted or hidden"),
-    (lambda: edit_docs(rev=revision_doc(101, 100, NEW_TEXT, comment=None)),
-     r"edit summary of revision 101 is deleted or hidden"),
-    (lambda: edit_docs(rev=revision_doc(101, 100, NEW_TEXT, user=None)),
-     r"user of revision 101 is deleted or hidden"),
-    (lambda: edit_docs(parent=bad_revids_doc(100)),
-     r"The parent revision of revision 101 was not found"),
-])
+@pytest.mark.parametrize(
+    "docs, message",
+    [
+        (
+            lambda: edit_docs(parent=revision_doc(100, 0, None)),
+            r"text of the parent revision of revision 101 is deleted or hidden",
+        ),
+        (
+            lambda: edit_docs(rev=revision_doc(101, 100, NEW_TEXT, comment=None)),
+            r"edit summary of revision 101 is deleted or hidden",
+        ),
+        (
+            lambda: edit_docs(rev=revision_doc(101, 100, NEW_TEXT, user=None)),
+            r"user of revision 101 is deleted or hidden",
+        ),
+        (lambda: edit_docs(parent=bad_revids_doc(100)), r"The parent revision of revision 101 was not found"),
+    ],
+)
 def test_revscoring_extraction_errors_are_400s(tiny_models, docs, message):
     with pytest.raises(InvalidRequest, match=message):
         score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, docs()))
 
 
 def test_unfetched_data_is_a_500_not_a_blocking_http_call(tiny_models):
-    with pytest.raises(FeatureExtractionError, match="needed MediaWiki data the server did not fetch") as info:
+    with pytest.raises(
+        FeatureExtractionError, match="needed MediaWiki data the server did not fetch"
+    ) as info:
         score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, edit_docs(fetch_parent=False)))
     assert info.value.status == 500
 
@@ -152,7 +165,7 @@ def test_model_loading_failures(tmp_path, tiny_models):
     with pytest.raises(ModelLoadError, match="could not be read as a revscoring model"):
         load_model(tmp_path / "corrupt.bin")
     (tmp_path / "dict.bin").write_bytes(pickle.dumps({"not": "a model"}))
-    with pytest.raises(ModelLoadError, match="holds a dict, not a revscoring classifier"):
+    with pytest.raises(ModelLoadError, match="dict.bin could not be read as a revscoring model"):
         load_model(tmp_path / "dict.bin")
     compressed = tmp_path / "model.bin.bz2"
     compressed.write_bytes(bz2.compress(tiny_models["binary"].read_bytes()))
@@ -170,7 +183,9 @@ def test_output_shape_must_fit_the_model_type(tiny_models):
 
 
 def test_format_score_and_json_values():
-    formatted = format_score({"prediction": np.bool_(True), "probability": {True: np.float64(0.8), False: 0.2}})
+    formatted = format_score(
+        {"prediction": np.bool_(True), "probability": {True: np.float64(0.8), False: 0.2}}
+    )
     assert formatted == {"prediction": True, "probability": {"true": 0.8, "false": 0.2}}
     assert type(formatted["probability"]["true"]) is float
     assert jsonable(np.array([1.5, 2.0], dtype=np.float32)) == [1.5, 2.0]
@@ -180,10 +195,18 @@ def test_format_score_and_json_values():
 def test_response_and_event_scores():
     score = {"prediction": False, "probability": {"false": 0.7, "true": 0.3}}
     assert build_response("enwiki", "damaging", "0.5.1", 12345, {"score": score}) == {
-        "enwiki": {"models": {"damaging": {"version": "0.5.1"}},
-                   "scores": {"12345": {"damaging": {"score": score}}}}}
-    assert event_scores("damaging", "0.5.1", score) == {"damaging": {
-        "model_name": "damaging", "model_version": "0.5.1", "prediction": ["false"],
-        "probability": {"false": 0.7, "true": 0.3}}}
+        "enwiki": {
+            "models": {"damaging": {"version": "0.5.1"}},
+            "scores": {"12345": {"damaging": {"score": score}}},
+        }
+    }
+    assert event_scores("damaging", "0.5.1", score) == {
+        "damaging": {
+            "model_name": "damaging",
+            "model_version": "0.5.1",
+            "prediction": ["false"],
+            "probability": {"false": 0.7, "true": 0.3},
+        }
+    }
     topics = event_scores("drafttopic", "1", {"prediction": ["A", "B"], "probability": {"A": 0.9, "B": 0.6}})
     assert topics["drafttopic"]["prediction"] == ["A", "B"]

@@ -25,7 +25,10 @@ def test_the_shipped_table_is_the_seed_table():
 
 def test_the_data_file_is_exactly_what_the_generator_writes():
     from importlib import resources
-    shipped = resources.files("revscoring_server").joinpath("inference_services.tsv").read_text(encoding="utf-8")
+
+    shipped = (
+        resources.files("revscoring_server").joinpath("inference_services.tsv").read_text(encoding="utf-8")
+    )
     assert shipped == render(seed_table_path()), "regenerate: python -m revscoring_server.services SEED_TSV"
 
 
@@ -57,24 +60,30 @@ def test_output_shapes_and_content_models():
     assert "wikibase-item" in MODEL_TYPES["goodfaith"].accepted_content_models("wikidatawiki")
 
 
-@pytest.mark.parametrize("isvc, expected", [
-    ("enwiki-damaging", ("enwiki", "damaging")),
-    ("wikidatawiki-goodfaith", ("wikidatawiki", "goodfaith")),
-    ("frwikisource-articlequality", ("frwikisource", "articlequality")),
-    ("translatewiki-reverted", ("translatewiki", "reverted")),
-])
+@pytest.mark.parametrize(
+    "isvc, expected",
+    [
+        ("enwiki-damaging", ("enwiki", "damaging")),
+        ("wikidatawiki-goodfaith", ("wikidatawiki", "goodfaith")),
+        ("frwikisource-articlequality", ("frwikisource", "articlequality")),
+        ("translatewiki-reverted", ("translatewiki", "reverted")),
+    ],
+)
 def test_parse_isvc(isvc, expected):
     assert parse_isvc(isvc) == expected
     assert find_service(isvc).domain.endswith((".org", ".net"))
 
 
-@pytest.mark.parametrize("isvc, fragment", [
-    ("enwiki", "expected '<dbname>-<model type>'"),
-    ("enwiki-outlink", "expected '<dbname>-<model type>'"),
-    ("-damaging", "expected '<dbname>-<model type>'"),
-    ("dewiki-reverted", "there is no reverted model for 'dewiki'"),
-    ("xxwiki-damaging", "there is no damaging model for 'xxwiki'"),
-])
+@pytest.mark.parametrize(
+    "isvc, fragment",
+    [
+        ("enwiki", "expected '<dbname>-<model type>'"),
+        ("enwiki-outlink", "expected '<dbname>-<model type>'"),
+        ("-damaging", "expected '<dbname>-<model type>'"),
+        ("dewiki-reverted", "there is no reverted model for 'dewiki'"),
+        ("xxwiki-damaging", "there is no damaging model for 'xxwiki'"),
+    ],
+)
 def test_unknown_names_say_what_is_wrong(isvc, fragment):
     with pytest.raises(UnknownService, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         find_service(isvc)
@@ -88,6 +97,7 @@ def test_domains_come_from_the_table():
 
 def test_fetch_plan_refuses_a_model_needing_more_than_its_type_fetches(tiny_models):
     from revscoring_server.scoring import load_model
+
     edit_features = load_model(tiny_models["binary"]).features  # needs the parent and the user
     with pytest.raises(ModelLoadError, match="PARENT_REVISION"):
         fetch_plan(edit_features, MODEL_TYPES["articlequality"], "enwiki", "x/model.bin")

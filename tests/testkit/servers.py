@@ -33,7 +33,9 @@ class ServerProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{name}-{port}.log"
         self._log = open(self.log_path, "wb")
-        full_env = {**os.environ, **env}
+        # The venv's .pth file puts the source folders on sys.path; tests/ is added for test-only servers.
+        python_path = os.pathsep.join(filter(None, [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+        full_env = {**os.environ, "PYTHONPATH": python_path, **env}
         self.process = subprocess.Popen(list(argv), env=full_env, cwd=REPO_ROOT, stdout=self._log,
                                         stderr=subprocess.STDOUT)
 

@@ -77,7 +77,8 @@ def test_transient_faults_are_retried_then_fail_with_a_5xx(farm, faults, fault, 
     elapsed = time.monotonic() - started
     assert raised.value.status >= 500 and raised.value.kind == kind
     assert "MediaWiki API" in raised.value.message
-    assert len(faults.requests) == ATTEMPTS
+    # aiohttp itself re-sends once when a reused keep-alive connection turns out closed.
+    assert ATTEMPTS <= len(faults.requests) <= (2 * ATTEMPTS if fault["kind"] == "reset" else ATTEMPTS)
     assert elapsed < ATTEMPTS * (TIMEOUT_S + 0.2) + 1.0  # bounded: timeout x attempts plus capped backoff
 
 

@@ -44,6 +44,15 @@ $wgDBserver = '';
 $wgDBuser = '';
 $wgDBpassword = '';
 $wgSQLiteDataDir = FARM_STATE_DIR . '/db';
+// Maintenance runs (setup/seeding) skip fsync: an interrupted setup is rebuilt from scratch anyway.
+$wgDBservers = [ [
+	'host' => '',
+	'dbname' => $farmDbname,
+	'type' => 'sqlite',
+	'load' => 1,
+	'flags' => DBO_DEFAULT,
+	'variables' => [ 'synchronous' => defined( 'MW_DB' ) ? 'OFF' : 'NORMAL' ],
+] ];
 
 // The wikis are read-mostly and served by several php -S workers at once: keep caches out of the
 // SQLite files (no write locks on reads). The localisation cache is shared by every wiki (per language)

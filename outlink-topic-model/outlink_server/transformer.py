@@ -1,0 +1,148 @@
+"""The outlink transformer: `python -m outlink_server.transformer --predictor_host HOST:PORT`.
+
+Started the way KServe starts transformers. It validates the request, fetches the outlinks from MediaWiki
+and asks the predictor (KServe V1 protocol) to score them as `features_str`; the predictor's answer is
+already the final response. It never imports fasttext: its image does not have it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import kserve
+import orjson
+
+from outlink_server import MODEL_NAME
+from outlink_server.cli import argument_parser, parse
+from outlink_server.languages import wikipedias
+from outlink_server.outlinks import fetch_outlinks
+from outlink_server.request import parse_request
+from outlink_server.settings import OutlinkSettings
+from wikiserve.errors import ServingError
+from wikiserve.logs import configure_logging
+from wikiserve.mediawiki import MediaWikiPool
+from wikiserve.server import serve
+
+logger = logging.getLogger(__name__)
+
+FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid")
+
+
+class PredictorError(ServingError):
+    """The predictor refused the request (its 4xx, passed through) or failed (5xx naming the predictor)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OutlinkTransformer(kserve.Model):
+    def __init__(self, name: str, predictor_url: str, pool: MediaWikiPool, settings: OutlinkSettings) -> None:
+        super().__init__(name)
+        self.predictor_url = predictor_url
+        self.pool = pool
+        self.settings = settings
+        self.wikis = wikipedias()
+        self._predictor_client: httpx.AsyncClient | None = None
+        self.ready = True  # nothing to load
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        request = parse_request(payload, self.wikis)
+        if request.features is not None:
+            return request.forwarded(request.features)
+        qids = await fetch_outlinks(self.pool.client(request.domain), request, self.settings)
+        return request.forwarded(" ".join(qids))
+
+    async def predict(self, payload: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+        forwarded = {name: headers[name] for name in FORWARDED_HEADERS if headers and name in headers}
+        try:
+            response = await self._client().post(
+                self.predictor_url, content=orjson.dumps(payload),
+                headers={"content-type": "application/json", **forwarded})
+        except httpx.TimeoutException:
+            raise PredictorError(f"The predictor at {self.predictor_url} did not answer within "
+                                 f"{self.settings.predictor_timeout_s:g} s.", 504) from None
+        except httpx.HTTPError as error:
+            raise PredictorError(f"The predictor at {self.predictor_url} is unreachable: "
+                                 f"{str(error) or type(error).__name__}.", 502) from None
+        return self._result(response)
+
+    def _result(self, response: httpx.Response) -> dict[str, Any]:
+        status = response.status_code
+        if 400 <= status < 500:
+            raise PredictorError(_error_message(response), status)
+        if status != 200:
+            # 503 (draining, not ready) and 504 keep their meaning for retrying clients; else a bad gateway.
+            raise PredictorError(f"The predictor at {self.predictor_url} failed with HTTP {status}: "
+                                 f"{_error_message(response)}", status if status in (503, 504) else 502)
+        try:
+            result = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            result = None
+        if not isinstance(result, dict) or not isinstance(result.get("prediction"), dict):
+            raise PredictorError(f"The predictor at {self.predictor_url} answered with something other "
+                                 f"than a prediction: {response.text[:200]!r}", 502)
+        return result
+
+    def _client(self) -> httpx.AsyncClient:
+        # Made on first use, inside the server's event loop; one pool of keep-alive connections per process.
+        if self._predictor_client is None:
+            self._predictor_client = httpx.AsyncClient(
+                timeout=self.settings.predictor_timeout_s,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=50))
+        return self._predictor_client
+
+    async def stop_async(self) -> None:
+        if self._predictor_client is not None:
+            await self._predictor_client.aclose()
+        await self.pool.close()
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        message = orjson.loads(response.content).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        message = None
+    return str(message) if message else response.text[:200] or f"HTTP {response.status_code}"
+
+
+def predictor_url(predictor_host: str, model_name: str, use_ssl: bool) -> str:
+    return f"{'https' if use_ssl else 'http'}://{predictor_host}/v1/models/{model_name}:predict"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argument_parser("Fetch outlinks and ask the outlink topic model predictor for topics.")
+    parser.add_argument("--predictor_host", required=True, help="host:port of the predictor")
+    parser.add_argument("--predictor_protocol", "--protocol", default="v1", help="only v1 is supported")
+    parser.add_argument("--predictor_use_ssl", default="false", choices=("true", "false", "True", "False"))
+    parser.add_argument("--predictor_request_timeout_seconds", type=float, default=None)
+    args, settings = parse(parser, argv)
+    configure_logging(settings.json_logs, settings.log_level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per predictor call otherwise
+    if args.predictor_protocol != "v1":
+        logger.error("Only the V1 protocol can reach the predictor, not %s", args.predictor_protocol)
+        return 2
+    try:
+        outlink_settings = OutlinkSettings.from_env(os.environ)
+    except ValueError as error:
+        logger.error("Invalid configuration: %s", error)
+        return 2
+    if args.predictor_request_timeout_seconds:
+        outlink_settings = dataclasses.replace(
+            outlink_settings, predictor_timeout_s=args.predictor_request_timeout_seconds)
+    url = predictor_url(args.predictor_host, args.model_name, args.predictor_use_ssl.lower() == "true")
+    model = OutlinkTransformer(args.model_name or MODEL_NAME, url, MediaWikiPool(settings.mediawiki),
+                               outlink_settings)
+    logger.info("Transformer ready", extra={"predictor": url})
+    serve([model], settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Worker processes for the CPU-bound part of a request: feature extraction and scoring.
+
+Why processes, not threads: extraction is pure Python, so threads share one core (the GIL), and some of
+revscoring's native dependencies are not thread-safe (concurrent extraction in threads corrupted the heap
+under load: "corrupted double-linked list"). Each worker runs one job at a time.
+
+Two lanes. Ordinary jobs go to `workers` processes (default: one per usable core). Jobs whose wikitext is
+large (`heavy_bytes`, revision plus parent) go to one more process running at a lower CPU priority
+(`nice`): tokenizing a 500 KB article takes about a second, and it must not hold up the ordinary requests
+queued behind it; it uses the CPU they leave.
+
+`start()` forks the workers, after the models are loaded and before the server starts its threads: the
+workers share the loaded models' memory and find them in `scoring`'s per-process registry. The event loop
+only ships the job (plain data) and awaits the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from revscoring_server.scoring import ScoreJob
+from wikiserve.errors import ServingError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+DEFAULT_HEAVY_BYTES = 150_000
+DEFAULT_HEAVY_NICE = 10
+
+
+class WorkerCrashed(ServingError):
+    status = 503
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (taskset/cpuset aware)."""
+    return len(os.sched_getaffinity(0))
+
+
+def job_text_bytes(args: tuple[Any, ...]) -> int:
+    """Size of the wikitext a ScoreJob will tokenize: the revision's and its parent's."""
+    job = args[0] if args else None
+    if not isinstance(job, ScoreJob):
+        return 0
+    return _text_length(job.docs.revision) + _text_length(job.docs.parent)
+
+
+def _text_length(doc: dict[str, Any] | None) -> int:
+    if not doc:
+        return 0
+    total = 0
+    for page in (doc.get("query") or {}).get("pages", {}).values():
+        for revision in page.get("revisions") or []:
+            main = (revision.get("slots") or {}).get("main") or {}
+            total += len(main.get("*") or "")
+    return total
+
+
+def _noop() -> int:
+    return os.getpid()
+
+
+def _lower_priority(increment: int) -> None:
+    os.nice(increment)
+
+
+class WorkerPool:
+    """The `executor.run(function, *args)` seam, backed by forked worker processes in two lanes."""
+
+    def __init__(self, workers: int | None = None, heavy_bytes: int = DEFAULT_HEAVY_BYTES,
+                 heavy_nice: int = DEFAULT_HEAVY_NICE,
+                 weigh: Callable[[tuple[Any, ...]], int] = job_text_bytes) -> None:
+        self.workers = max(1, workers or usable_cores())
+        self.heavy_bytes = heavy_bytes
+        self.heavy_nice = heavy_nice
+        self.weigh = weigh
+        self._lock = threading.Lock()
+        self._ordinary: ProcessPoolExecutor | None = None
+        self._heavy: ProcessPoolExecutor | None = None
+
+    def _new_pool(self, heavy: bool) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("fork")  # fork: the workers inherit the loaded models
+        if heavy:
+            return ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority,
+                                       initargs=(self.heavy_nice,))
+        return ProcessPoolExecutor(self.workers, mp_context=context)
+
+    def start(self) -> None:
+        """Forks every worker now (call after loading the models, before serving)."""
+        self._ordinary, self._heavy = self._new_pool(False), self._new_pool(True)
+        wait([self._ordinary.submit(_noop) for _ in range(self.workers)] + [self._heavy.submit(_noop)])
+        logger.info("Worker processes started", extra={"workers": self.workers, "heavy_lane": 1,
+                                                       "heavy_bytes": self.heavy_bytes})
+
+    def _lane(self, heavy: bool) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._ordinary is None or self._heavy is None:
+                self._ordinary, self._heavy = self._new_pool(False), self._new_pool(True)
+            return self._heavy if heavy else self._ordinary
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        heavy = self.weigh(args) >= self.heavy_bytes
+        pool = self._lane(heavy)
+        try:
+            return await asyncio.wrap_future(pool.submit(function, *args))
+        except BrokenProcessPool:
+            self._replace(pool, heavy)
+            raise WorkerCrashed("A feature-extraction worker process died (out of memory?) while serving "
+                                "this or a concurrent request; retry.") from None
+
+    def _replace(self, broken: Executor, heavy: bool) -> None:
+        """A dead worker breaks its whole pool: start a new one so later requests are served again."""
+        with self._lock:
+            current = self._heavy if heavy else self._ordinary
+            if current is broken:
+                logger.error("A worker process died; starting new workers", extra={"heavy_lane": heavy})
+                if heavy:
+                    self._heavy = self._new_pool(True)
+                else:
+                    self._ordinary = self._new_pool(False)
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        for pool in (self._ordinary, self._heavy):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)

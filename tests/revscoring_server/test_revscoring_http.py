@@ -1,0 +1,307 @@
+"""End to end: real server processes, real HTTP, the local MediaWiki farm and the demo models."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import requests
+from revscoring_testdata import EVENT_STREAM
+from testkit.servers import REPO_ROOT, free_port
+
+from dev.seed_table import revscoring_rows
+from revscoring_server.model_types import MODEL_TYPES, Output
+
+ROWS = revscoring_rows()
+SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "events"
+
+
+def manifest_wiki(farm: Any, dbname: str) -> dict[str, Any]:
+    return farm.manifest[dbname]
+
+
+def a_revision(farm: Any, dbname: str, key: str = "good_rev_id") -> int:
+    return manifest_wiki(farm, dbname)["special"][key]
+
+
+def check_score(score: dict[str, Any], output: Output) -> None:
+    probability = score["probability"]
+    assert probability and all(0.0 <= value <= 1.0 for value in probability.values()), probability
+    prediction = score["prediction"]
+    if output is Output.BINARY:
+        assert set(probability) == {"true", "false"} and isinstance(prediction, bool)
+        assert math.isclose(sum(probability.values()), 1.0, abs_tol=1e-6)
+    elif output is Output.MULTICLASS:
+        assert prediction in probability
+        assert math.isclose(sum(probability.values()), 1.0, abs_tol=1e-6)
+        assert probability[prediction] == max(probability.values())
+    else:
+        assert isinstance(prediction, list) and set(prediction) <= set(probability)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_every_service_scores_a_farm_revision(revscoring_all, farm, row):
+    rev_id = a_revision(farm, row.dbname)
+    response = revscoring_all.predict(row.isvc, {"rev_id": rev_id})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert list(body) == [row.dbname]
+    assert body[row.dbname]["models"][row.model_type]["version"]
+    entry = body[row.dbname]["scores"][str(rev_id)][row.model_type]
+    assert list(entry) == ["score"]
+    check_score(entry["score"], MODEL_TYPES[row.model_type].output)
+
+
+@pytest.mark.parametrize(
+    "isvc", ["enwiki-damaging", "wikidatawiki-goodfaith", "enwiki-articlequality", "enwiki-drafttopic"]
+)
+def test_extended_output_adds_the_base_features(revscoring_all, farm, isvc):
+    dbname, model_type = isvc.rsplit("-", 1)
+    rev_id = a_revision(farm, dbname)
+    plain = revscoring_all.predict(isvc, {"rev_id": rev_id}).json()
+    response = revscoring_all.predict(isvc, {"rev_id": rev_id, "extended_output": True})
+    assert response.status_code == 200, response.text
+    entry = response.json()[dbname]["scores"][str(rev_id)][model_type]
+    assert entry["score"] == plain[dbname]["scores"][str(rev_id)][model_type]["score"]
+    features = entry["features"]
+    assert features and all(name.startswith("feature.") for name in features)
+    json.dumps(features)  # plain JSON values
+
+
+def test_edit_quality_reads_the_parent_and_the_user(revscoring_all, farm):
+    rev_id = a_revision(farm, "enwiki")
+    entry = revscoring_all.predict("enwiki-damaging", {"rev_id": rev_id, "extended_output": True}).json()
+    features = entry["enwiki"]["scores"][str(rev_id)]["damaging"]["features"]
+    parent_chars = [
+        value for name, value in features.items() if name.startswith("feature.wikitext.revision.parent")
+    ]
+    assert parent_chars and any(value for value in parent_chars)  # the parent revision's text was read
+    anon = revscoring_all.predict(
+        "enwiki-damaging", {"rev_id": a_revision(farm, "enwiki", "anon_rev_id"), "extended_output": True}
+    )
+    assert anon.status_code == 200, anon.text
+
+
+def test_body_without_json_content_type_works(revscoring_all, farm):
+    rev_id = a_revision(farm, "enwiki")
+    response = requests.post(
+        f"{revscoring_all.url}/v1/models/enwiki-goodfaith:predict",
+        data=json.dumps({"rev_id": rev_id}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert str(rev_id) in response.json()["enwiki"]["scores"]
+
+
+def revision_create_event(farm: Any, dbname: str, rev_id: int, major: int) -> dict[str, Any]:
+    revision = next(r for r in manifest_wiki(farm, dbname)["revisions"] if r["rev_id"] == rev_id)
+    domain = manifest_wiki(farm, dbname)["host"]
+    event = {
+        "$schema": f"/mediawiki/revision/create/{major}.1.0"
+        if major == 1
+        else "/mediawiki/revision/create/2.0.0",
+        "meta": {
+            "stream": "mediawiki.revision-create",
+            "dt": "2024-01-02T03:04:05Z",
+            "domain": domain,
+            "uri": f"https://{domain}/wiki/X",
+            "request_id": str(uuid.uuid4()),
+            "id": str(uuid.uuid4()),
+        },
+        "database": dbname,
+        "page_id": revision["page_id"],
+        "page_title": revision["title"].replace(" ", "_"),
+        "page_namespace": 0,
+        "page_is_redirect": False,
+        "rev_id": rev_id,
+        "rev_timestamp": "2024-01-02T03:04:05Z",
+        "performer": {"user_text": revision["user"], "user_groups": ["*"], "user_is_bot": False},
+    }
+    if major == 1:
+        jsonschema.validate(
+            event, json.loads((SCHEMA_DIR / "mediawiki.revision.create.1.1.0.json").read_text())
+        )
+    return event
+
+
+def page_change_event(farm: Any, dbname: str, rev_id: int) -> dict[str, Any]:
+    revision = next(r for r in manifest_wiki(farm, dbname)["revisions"] if r["rev_id"] == rev_id)
+    domain = manifest_wiki(farm, dbname)["host"]
+    return {
+        "$schema": "/mediawiki/page/change/1.1.0",
+        "meta": {"stream": "mediawiki.page_change.v1", "dt": "2024-01-02T03:04:05Z", "domain": domain},
+        "wiki_id": dbname,
+        "page_change_kind": "edit",
+        "changelog_kind": "update",
+        "dt": "2024-01-02T03:04:05Z",
+        "page": {
+            "page_id": revision["page_id"],
+            "page_title": revision["title"],
+            "namespace_id": 0,
+            "is_redirect": False,
+        },
+        "revision": {"rev_id": rev_id, "rev_dt": "2024-01-02T03:04:05Z", "is_minor_edit": False},
+        "performer": {"user_text": revision["user"], "groups": ["*", "user"], "is_bot": False, "user_id": 3},
+    }
+
+
+def score_schema_validator() -> jsonschema.Validator:
+    schema = json.loads((SCHEMA_DIR / "mediawiki.revision.score.2.0.0.json").read_text())
+    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+@pytest.mark.parametrize("kind", ["revision-create-1", "revision-create-2", "page-change-1"])
+def test_event_input_scores_and_emits_a_valid_revision_score_event(
+    revscoring_all, farm, event_receiver, kind
+):
+    isvc, dbname = "enwiki-damaging", "enwiki"
+    rev_id = (
+        manifest_wiki(farm, dbname)["special"]["newcomer_rev_id"]
+        if kind == "page-change-1"
+        else a_revision(farm, dbname)
+    )
+    if kind == "page-change-1":
+        event = page_change_event(farm, dbname, rev_id)
+    else:
+        event = revision_create_event(farm, dbname, rev_id, int(kind[-1]))
+    event_receiver.events.clear()
+    response = revscoring_all.predict(isvc, {"event": event})
+    assert response.status_code == 200, response.text
+    score = response.json()[dbname]["scores"][str(rev_id)]["damaging"]["score"]
+    emitted = event_receiver.wait_for(rev_id)
+    score_schema_validator().validate(emitted)
+    assert emitted["meta"]["stream"] == EVENT_STREAM
+    page_id = next(r["page_id"] for r in manifest_wiki(farm, dbname)["revisions"] if r["rev_id"] == rev_id)
+    assert emitted["database"] == dbname and emitted["page_id"] == page_id and emitted["rev_id"] == rev_id
+    damaging = emitted["scores"]["damaging"]
+    assert damaging["prediction"] == [str(score["prediction"]).lower()]
+    assert damaging["probability"] == score["probability"]
+    assert damaging["model_version"] == response.json()[dbname]["models"]["damaging"]["version"]
+
+
+def test_a_topic_event_lists_its_labels_as_strings(revscoring_all, farm, event_receiver):
+    rev_id = a_revision(farm, "enwiki")
+    response = revscoring_all.predict(
+        "enwiki-articletopic", {"event": revision_create_event(farm, "enwiki", rev_id, 2)}
+    )
+    assert response.status_code == 200, response.text
+    emitted = event_receiver.wait_for(rev_id)
+    score_schema_validator().validate(emitted)
+    score = response.json()["enwiki"]["scores"][str(rev_id)]["articletopic"]["score"]
+    assert emitted["scores"]["articletopic"]["prediction"] == score["prediction"]
+
+
+def test_eventgate_failure_does_not_fail_the_prediction(revscoring_all, farm, event_receiver):
+    rev_id = a_revision(farm, "enwiki")
+    event_receiver.status = 500
+    try:
+        response = revscoring_all.predict(
+            "enwiki-goodfaith", {"event": revision_create_event(farm, "enwiki", rev_id, 2)}
+        )
+    finally:
+        event_receiver.status = 201
+    assert response.status_code == 200, response.text
+    assert "Could not send event to EventGate" in revscoring_all.log_tail(200)
+
+
+def test_an_event_for_another_wiki_is_a_400(revscoring_all, farm):
+    event = revision_create_event(farm, "enwiki", a_revision(farm, "enwiki"), 2)
+    response = revscoring_all.predict("frwiki-damaging", {"event": event})
+    assert response.status_code == 400
+    assert "'enwiki'" in response.json()["error"] and "'frwiki'" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({}, "'rev_id'"),
+        ({"rev_id": None}, "'rev_id'"),
+        ({"rev_id": "123"}, "'rev_id' must be an integer, got a string"),
+        ({"rev_id": True}, "'rev_id' must be an integer, got a boolean"),
+        ({"rev_id": 1.5}, "'rev_id' must be an integer"),
+        ({"rev_id": -3}, "'rev_id' must be between"),
+        ({"rev_id": 1, "extended_output": "yes"}, "'extended_output' must be a boolean"),
+        ({"rev_id": 1, "model": "x"}, "Unknown field(s) 'model'"),
+        ({"rev_id": 1, "event": {}}, "exactly one of 'rev_id' or 'event'"),
+        ({"event": {"$schema": "/mediawiki/revision/tags-change/1.0.0"}}, "Unsupported event schema"),
+        ([1, 2], "must be a JSON object"),
+    ],
+)
+def test_invalid_requests_are_400s_naming_the_problem(revscoring_all, body, fragment):
+    response = revscoring_all.predict("enwiki-damaging", body)
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_unknown_revision_is_a_400(revscoring_all):
+    response = revscoring_all.predict("enwiki-damaging", {"rev_id": 987654321})
+    assert response.status_code == 400
+    assert "Revision 987654321 does not exist on enwiki" in response.json()["error"]
+
+
+@pytest.mark.parametrize("isvc", ["enwiki-damaging", "enwiki-articlequality", "wikidatawiki-damaging"])
+def test_hidden_text_is_a_400(revscoring_all, farm, isvc):
+    dbname = isvc.split("-")[0]
+    rev_id = a_revision(farm, dbname, "hidden_rev_id")
+    response = revscoring_all.predict(isvc, {"rev_id": rev_id})
+    assert response.status_code == 400, response.text
+    assert f"revision {rev_id}" in response.json()["error"] and "hidden" in response.json()["error"]
+
+
+def test_wrong_content_model_is_a_400(revscoring_all, farm):
+    wikitext_rev = next(
+        r["rev_id"]
+        for r in manifest_wiki(farm, "wikidatawiki")["revisions"]
+        if not r["title"].startswith("Q") and not r["hidden"]
+    )
+    response = revscoring_all.predict("wikidatawiki-articlequality", {"rev_id": wikitext_rev})
+    assert response.status_code == 400, response.text
+    assert "content model 'wikitext'" in response.json()["error"]
+
+
+def test_an_unknown_model_is_a_404(revscoring_all):
+    response = revscoring_all.predict("enwiki-nonsense", {"rev_id": 1})
+    assert response.status_code == 404
+
+
+def start_up_failure(env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "revscoring_server", f"--http_port={free_port()}"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+
+
+def test_start_up_failures_exit_non_zero_with_a_clear_message(tmp_path, tiny_models):
+    corrupt = tmp_path / "corrupt.bin"
+    corrupt.write_bytes(b"definitely not a pickle")
+    cases = {
+        "Unknown inference service name 'enwiki-nonsense'": {"INFERENCE_NAME": "enwiki-nonsense"},
+        "there is no reverted model for 'dewiki'": {"INFERENCE_NAME": "dewiki-reverted"},
+        "does not exist": {"INFERENCE_NAME": "enwiki-damaging", "MODEL_PATH": str(tmp_path / "nope.bin")},
+        "could not be read as a revscoring model": {
+            "INFERENCE_NAME": "enwiki-damaging",
+            "MODEL_PATH": str(corrupt),
+        },
+        "does not fit a multilabel model type": {
+            "INFERENCE_NAME": "enwiki-drafttopic",
+            "MODEL_PATH": str(tiny_models["binary"]),
+        },
+    }
+    processes = {message: start_up_failure(env) for message, env in cases.items()}
+    for message, process in processes.items():
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 2, output
+        assert message in output and "Cannot start" in output
