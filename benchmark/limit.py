@@ -16,6 +16,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from benchmark.inprocess import measure_limit
@@ -49,12 +50,34 @@ def revscoring_work(
     return score_revision, asyncio.run(fetch_all())
 
 
-def outlink_work(model_path: str, bodies: list[dict]) -> tuple[Callable[[Any], Any], list[Any]]:
-    """The predictor's fastText call on each body's `features_str`."""
-    from outlink_server.predictor import load_classifier, predict_topics
+def outlink_work(
+    model_path: str, wiki_url: str, bodies: list[dict]
+) -> tuple[Callable[[Any], Any], list[Any]]:
+    """The predictor's fastText call, on the Q-ids of each body's page fetched like the predictor does."""
+    from outlink_server.fasttext_model import TopicModel
+    from outlink_server.languages import wikipedias
+    from outlink_server.outlinks import fetch_outlinks
+    from outlink_server.request import parse_request
+    from outlink_server.settings import OutlinkSettings
+    from wikiserve.config import MediaWikiSettings
+    from wikiserve.mediawiki import MediaWikiPool
 
-    classifier = load_classifier(model_path)
-    return (lambda features: predict_topics(classifier, features)), [body["features_str"] for body in bodies]
+    model = TopicModel(Path(model_path))
+    wikis = wikipedias()
+
+    async def fetch_all() -> list[str]:
+        pool = MediaWikiPool(MediaWikiSettings(url=wiki_url))
+        features = []
+        try:
+            for body in bodies:
+                request = parse_request(body, wikis)
+                qids = await fetch_outlinks(pool.client(request.domain), request, OutlinkSettings())
+                features.append(" ".join(qids))
+        finally:
+            await pool.close()
+        return features
+
+    return model.scores, asyncio.run(fetch_all())
 
 
 def single_times_ms(work: Callable[[Any], Any], payloads: list[Any], repeat: int = 1) -> list[float]:
@@ -82,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     def make(bodies: list[dict]) -> tuple[Callable[[Any], Any], list[Any]]:
         if spec["kind"] == "revscoring":
             return revscoring_work(spec["isvc"], spec["model_path"], spec["wiki_url"], spec["host"], bodies)
-        return outlink_work(spec["model_path"], bodies)
+        return outlink_work(spec["model_path"], spec["wiki_url"], bodies)
 
     work, ordinary = make(spec["ordinary"])
     _, heavy = make(spec["heavy"]) if spec.get("heavy") else (work, [])
@@ -90,16 +113,15 @@ def main(argv: list[str] | None = None) -> None:
     ordinary_ms = single_times_ms(work, ordinary)
     heavy_ms = single_times_ms(work, heavy)
     limit = measure_limit(work, ordinary, processes=args.processes, duration_s=args.duration)
-    print(
-        json.dumps(
-            {
-                "throughput": limit.throughput,
-                "processes": limit.processes,
-                "ordinary_ms_median": statistics.median(ordinary_ms),
-                "heavy_ms_median": statistics.median(heavy_ms) if heavy_ms else None,
-            }
-        )
-    )
+    result = {
+        "throughput": limit.throughput,
+        "processes": limit.processes,
+        "ordinary_ms_median": statistics.median(ordinary_ms),
+        "heavy_ms_median": statistics.median(heavy_ms) if heavy_ms else None,
+    }
+    if spec["kind"] == "outlink":  # the Q-ids, for the predictor's `features_str` requests
+        result["features"] = ordinary
+    print(json.dumps(result))
     sys.stdout.flush()
 
 

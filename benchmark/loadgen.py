@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,28 @@ class LoadResult:
             "p90_ms": self.percentile_ms(90),
             "p99_ms": self.percentile_ms(99),
         }
+
+
+def combine(rounds: Sequence[LoadResult]) -> LoadResult:
+    """Several runs of one variant as one: latencies pooled; throughput is the median of the rounds'
+    (a noisy neighbour slows one round, not the comparison)."""
+    if not rounds:
+        raise ValueError("nothing to combine")
+    latencies: dict[str, list[float]] = {}
+    for result in rounds:
+        for label, values in result.latencies.items():
+            latencies.setdefault(label, []).extend(values)
+    completed = sum(r.completed for r in rounds)
+    rate = statistics.median(r.throughput for r in rounds)
+    return LoadResult(
+        rounds[0].concurrency,
+        completed / rate if rate else 0.0,
+        completed,
+        sum(r.errors for r in rounds),
+        latencies,
+        [e for r in rounds for e in r.error_examples][:5],
+        sum(r.generator_cpu_s for r in rounds),
+    )
 
 
 def percentile(values: Sequence[float], q: float) -> float:

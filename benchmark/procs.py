@@ -130,3 +130,20 @@ def _kill_tree(pid: int) -> None:
             process.kill()
     except psutil.NoSuchProcess:
         pass
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by the process `pid` and by its live children."""
+    try:
+        root = psutil.Process(pid)
+        own = root.cpu_times()
+        children = 0.0
+        for child in root.children(recursive=True):
+            try:
+                times = child.cpu_times()
+                children += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        return own.user + own.system, children
+    except psutil.NoSuchProcess:
+        return 0.0, 0.0

@@ -8,14 +8,15 @@ import random
 import statistics
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmark.loadgen import LoadResult, RequestSpec, run_load
-from benchmark.procs import Child, Memory, free_port, start_child
+from benchmark.loadgen import LoadResult, RequestSpec, combine, run_load
+from benchmark.procs import Child, Memory, free_port, start_child, tree_cpu
 from benchmark.record import Prepared
 from benchmark.report import Check, ServiceReport
 from benchmark.targets import HEAVY, ORDINARY, Target
@@ -26,10 +27,11 @@ class BenchSettings:
     repo: Path
     state_dir: Path
     concurrencies: tuple[int, ...] = (1, 4, 8, 16, 32)
-    run_s: float = 6.0
+    run_s: float = 5.0
     warmup_s: float = 1.0
     heavy_concurrency: int = 8
-    heavy_run_s: float = 15.0
+    heavy_run_s: float = 12.0
+    rounds: int = 3  # A/B comparisons alternate this many times
     latency_ms: float = 50.0
     saturation_concurrency: int = 32
     memory_counts: tuple[int, ...] = (1_000, 10_000)
@@ -56,6 +58,7 @@ class Context:
     replay: Child
     ordinary: list[RequestSpec]
     heavy_mix: list[RequestSpec]
+    mediawiki_mix: list[RequestSpec]  # requests that make the server call MediaWiki
     report: ServiceReport
     runs: dict[str, LoadResult] = field(default_factory=dict)
 
@@ -74,10 +77,17 @@ def request_mixes(
     mixed: list[RequestSpec] = []
     if heavy:
         for block in range(len(ordinary)):
-            mixed += [ordinary[(block * 9 + i) % len(ordinary)] for i in range(9)] + [
-                heavy[block % len(heavy)]
-            ]
+            mixed += [ordinary[(block * 9 + i) % len(ordinary)] for i in range(9)]
+            mixed.append(heavy[block % len(heavy)])
     return ordinary, mixed
+
+
+def features_mix(target: Target, prepared: Prepared, features: list[str]) -> list[RequestSpec]:
+    """Outlink: the same pages with their Q-ids given, as the transformer calls the predictor."""
+    bodies = [dict(c.body, features_str=f) for c, f in zip(prepared.ordinary, features, strict=True) if f]
+    specs = [RequestSpec(target.predict_path, json.dumps(b, sort_keys=True).encode()) for b in bodies]
+    random.Random(7).shuffle(specs)
+    return specs
 
 
 class ServerDied(RuntimeError):
@@ -88,22 +98,15 @@ async def load(server: Child, *args: Any, **kwargs: Any) -> LoadResult:
     """run_load against `server`, failing with its last log lines when it died meanwhile."""
     result = await run_load(server.url, *args, **kwargs)
     if server.process.poll() is not None:
-        raise ServerDied(
-            f"{server.name} exited with {server.process.returncode}: "
-            + " | ".join(server.log_tail(5).splitlines())[-500:]
-        )
+        tail = " | ".join(server.log_tail(5).splitlines())[-500:]
+        raise ServerDied(f"{server.name} exited with {server.process.returncode}: {tail}")
     return result
 
 
 def start_replay(prepared: Prepared, settings: BenchSettings, name: str) -> Child:
     port = free_port()
-    replay = start_child(
-        f"replay-{name}",
-        ["benchmark.replay", f"--recording={prepared.recording_path}", f"--port={port}"],
-        {},
-        settings.log_dir,
-        cwd=settings.repo,
-    )
+    argv = ["benchmark.replay", f"--recording={prepared.recording_path}", f"--port={port}"]
+    replay = start_child(f"replay-{name}", argv, {}, settings.log_dir, cwd=settings.repo)
     replay.url = f"http://127.0.0.1:{port}"
     replay.wait_ready(replay.url + "/__stats", timeout_s=60)
     return replay
@@ -112,10 +115,11 @@ def start_replay(prepared: Prepared, settings: BenchSettings, name: str) -> Chil
 def start_server(ctx: Context, cpus: set[int] | None = None, label: str = "") -> Child:
     port = free_port()
     target = ctx.target
+    env = target.server_env(ctx.replay_url, port)
     server = start_child(
         f"{target.name}{label}",
         target.server_args(port),
-        target.server_env(ctx.replay_url, port),
+        env,
         ctx.settings.log_dir,
         cwd=ctx.settings.repo,
         cpus=cpus,
@@ -138,7 +142,7 @@ async def replay_stats(ctx: Context) -> dict:
 
 
 async def in_process_limit(ctx: Context, prepared: Prepared) -> dict:
-    target = ctx.target
+    target, settings = ctx.target, ctx.settings
     spec = {
         "kind": target.kind,
         "isvc": target.name,
@@ -153,13 +157,11 @@ async def in_process_limit(ctx: Context, prepared: Prepared) -> dict:
         "-m",
         "benchmark.limit",
         f"--spec={json.dumps(spec)}",
-        f"--duration={ctx.settings.limit_s}",
-        f"--processes={ctx.settings.cores}",
+        f"--duration={settings.limit_s}",
+        f"--processes={settings.cores}",
     ]
-    say(f"  in-process limit: {ctx.settings.cores} processes x {ctx.settings.limit_s:g} s")
-    done = await asyncio.to_thread(
-        subprocess.run, argv, cwd=ctx.settings.repo, capture_output=True, text=True
-    )
+    say(f"  in-process limit: {settings.cores} processes x {settings.limit_s:g} s")
+    done = await asyncio.to_thread(subprocess.run, argv, cwd=settings.repo, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the in-process limit failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -177,7 +179,7 @@ async def memory_run(ctx: Context, server: Child, samples: dict[int, Memory]) ->
 
     name = "soak" if soak else "memory"
     say(f"  {name}: {counts[-1]} requests at concurrency {settings.saturation_concurrency}")
-    result = await load(
+    ctx.runs[name] = await load(
         server,
         ctx.ordinary,
         settings.saturation_concurrency,
@@ -186,13 +188,12 @@ async def memory_run(ctx: Context, server: Child, samples: dict[int, Memory]) ->
         on_completed=sample,
         progress_s=5.0,
     )
-    ctx.runs[name] = result
 
 
 async def sweep(ctx: Context, server: Child) -> None:
     settings = ctx.settings
-    await load(server, ctx.ordinary, 8, duration_s=2.0, name="warm-up", progress_s=0)
     for concurrency in settings.concurrencies:
+        cpu_before = tree_cpu(server.process.pid)
         result = await load(
             server,
             ctx.ordinary,
@@ -202,6 +203,10 @@ async def sweep(ctx: Context, server: Child) -> None:
             name=f"c={concurrency}",
         )
         ctx.report.sweep.append(result)
+        if concurrency == settings.saturation_concurrency:
+            ctx.report.facts["CPU per request at saturation"] = cpu_per_request(
+                cpu_before, tree_cpu(server.process.pid), result, settings.warmup_s
+            )
         say(
             f"  c={concurrency}: {result.throughput:.1f} req/s, p50 {result.percentile_ms(50):.1f} ms, "
             f"p99 {result.percentile_ms(99):.1f} ms, {result.errors} errors"
@@ -211,64 +216,107 @@ async def sweep(ctx: Context, server: Child) -> None:
     )
 
 
+Variant = tuple[str, Callable[[], Awaitable[LoadResult]]]
+
+
+async def alternate(ctx: Context, variants: list[Variant]) -> dict[str, LoadResult]:
+    """Runs the variants in turn, `rounds` times, so that a busy moment of the machine hits all alike."""
+    rounds: dict[str, list[LoadResult]] = {name: [] for name, _ in variants}
+    for number in range(ctx.settings.rounds):
+        for name, run in variants:
+            result = await run()
+            rounds[name].append(result)
+            say(
+                f"  round {number + 1} {name}: {result.throughput:.1f} req/s, "
+                f"p99 {result.percentile_ms(99, ORDINARY):.1f} ms, {result.errors} errors"
+            )
+    combined = {name: combine(results) for name, results in rounds.items()}
+    ctx.runs.update(combined)
+    return combined
+
+
 async def heavy_runs(ctx: Context, server: Child) -> None:
     """Ordinary requests alone, then with every 10th request a heavy one, at the same concurrency."""
     settings, c = ctx.settings, ctx.settings.heavy_concurrency
-    for name, mix in (("ordinary only", ctx.ordinary), ("10% heavy", ctx.heavy_mix)):
-        result = await load(
+
+    def variant(name: str, mix: list[RequestSpec], seconds: float) -> Variant:
+        return name, lambda: load(
             server,
             mix,
             c,
-            duration_s=settings.heavy_run_s,
+            duration_s=seconds,
             warmup_s=settings.warmup_s,
             name=f"{name} c={c}",
+            progress_s=4.0,
         )
-        ctx.runs[name] = result
-        ctx.report.distributions[f"ordinary, c={c}, {name}"] = result.latencies.get(ORDINARY, [])
-        say(
-            f"  {name} c={c}: ordinary p99 {result.percentile_ms(99, ORDINARY):.1f} ms, "
-            f"heavy p50 {result.percentile_ms(50, HEAVY):.1f} ms, {result.throughput:.1f} req/s, "
-            f"{result.errors} errors"
-        )
+
+    combined = await alternate(
+        ctx,
+        [
+            variant("ordinary only", ctx.ordinary, settings.run_s),
+            variant("10% heavy", ctx.heavy_mix, settings.heavy_run_s),
+        ],
+    )
+    for name, result in combined.items():
+        ctx.report.distributions[f"ordinary requests, c={c}, {name}"] = result.latencies.get(ORDINARY, [])
 
 
 async def latency_runs(ctx: Context, server: Child) -> None:
     settings, c = ctx.settings, ctx.settings.saturation_concurrency
-    for ms in (0.0, settings.latency_ms):
-        await set_latency(ctx, ms)
-        result = await load(
-            server,
-            ctx.ordinary,
-            c,
-            duration_s=settings.run_s * 1.5,
-            warmup_s=settings.warmup_s,
-            name=f"+{ms:g} ms c={c}",
-        )
-        ctx.runs[f"latency {ms:g}"] = result
-        say(
-            f"  +{ms:g} ms MediaWiki latency, c={c}: {result.throughput:.1f} req/s, "
-            f"p50 {result.percentile_ms(50):.1f} ms"
-        )
-    await set_latency(ctx, 0.0)
 
+    def variant(ms: float) -> Variant:
+        async def run() -> LoadResult:
+            await set_latency(ctx, ms)
+            return await load(
+                server,
+                ctx.mediawiki_mix,
+                c,
+                duration_s=settings.run_s,
+                warmup_s=settings.warmup_s,
+                name=f"+{ms:g} ms c={c}",
+                progress_s=0,
+            )
 
-async def one_core_run(ctx: Context) -> None:
-    server = await asyncio.to_thread(start_server, ctx, {0}, "-one-core")
+        return f"latency {ms:g}", run
+
     try:
-        c = ctx.settings.saturation_concurrency
-        await load(server, ctx.ordinary, 8, duration_s=2.0, name="warm-up", progress_s=0)
-        result = await load(
-            server,
-            ctx.ordinary,
-            c,
-            duration_s=ctx.settings.run_s * 1.5,
-            warmup_s=ctx.settings.warmup_s,
-            name=f"one core c={c}",
-        )
-        ctx.runs["one core"] = result
-        say(f"  held to one core, c={c}: {result.throughput:.1f} req/s")
+        await alternate(ctx, [variant(0.0), variant(settings.latency_ms)])
     finally:
-        server.stop()
+        await set_latency(ctx, 0.0)
+
+
+async def cores_runs(ctx: Context, server: Child) -> None:
+    """The same server on both cores and held to core 0, at saturation, alternating."""
+    settings, c = ctx.settings, ctx.settings.saturation_concurrency
+    pinned = await asyncio.to_thread(start_server, ctx, {0}, "-one-core")
+    try:
+        await load(pinned, ctx.ordinary, 8, duration_s=2.0, name="warm-up", progress_s=0)
+
+        def variant(name: str, child: Child) -> Variant:
+            return name, lambda: load(
+                child,
+                ctx.ordinary,
+                c,
+                duration_s=settings.run_s,
+                warmup_s=settings.warmup_s,
+                name=f"{name} c={c}",
+                progress_s=0,
+            )
+
+        await alternate(ctx, [variant("two cores", server), variant("one core", pinned)])
+    finally:
+        pinned.stop()
+
+
+def cpu_per_request(
+    before: tuple[float, float], after: tuple[float, float], result: LoadResult, warmup_s: float
+) -> str:
+    """CPU time of the server process and of its workers per request; the warm-up's requests used CPU too,
+    so they are counted (estimated from the measured rate)."""
+    total = max(1.0, result.completed + result.throughput * warmup_s)
+    main_ms = (after[0] - before[0]) / total * 1000.0
+    workers_ms = (after[1] - before[1]) / total * 1000.0
+    return f"server process {main_ms:.1f} ms, worker processes {workers_ms:.1f} ms"
 
 
 def _ratio(a: float, b: float) -> float:
@@ -281,6 +329,16 @@ def checks(ctx: Context, limit: dict | None, memory: dict[int, Memory]) -> list[
         (r for r in ctx.report.sweep if r.concurrency >= 8), key=lambda r: r.throughput, default=None
     )
     out: list[Check] = []
+    if limit and saturation and ctx.target.kind == "outlink":
+        out.append(
+            Check(
+                name,
+                "6. outlink predictor throughput given features_str (req/s)",
+                saturation.throughput,
+                500,
+                detail=f"c={saturation.concurrency}",
+            )
+        )
     if limit and saturation:
         out.append(
             Check(
@@ -317,8 +375,8 @@ def checks(ctx: Context, limit: dict | None, memory: dict[int, Memory]) -> list[
                 f"c={settings.saturation_concurrency}",
             )
         )
-    if "one core" in runs and "latency 0" in runs:
-        two, one = runs["latency 0"], runs["one core"]
+    if "one core" in runs:
+        two, one = runs["two cores"], runs["one core"]
         out.append(
             Check(
                 name,
@@ -378,26 +436,32 @@ async def bench_target(target: Target, prepared: Prepared, settings: BenchSettin
     report = ServiceReport(f"{target.name} ({target.image} image)")
     replay = await asyncio.to_thread(start_replay, prepared, settings, target.name)
     ordinary, heavy_mix = request_mixes(target, prepared)
-    ctx = Context(target, settings, replay, ordinary, heavy_mix, report)
+    ctx = Context(target, settings, replay, ordinary, heavy_mix, ordinary, report)
     memory: dict[int, Memory] = {}
     limit: dict | None = None
     try:
-        limit = await in_process_limit(ctx, prepared)
-        report.limit_throughput = limit["throughput"]
-        report.facts["in-process, one request (median)"] = _single_times(limit)
-        say(f"  in-process limit: {limit['throughput']:.1f} req/s; one request: {_single_times(limit)}")
+        first = await in_process_limit(ctx, prepared)
+        if target.kind == "outlink":  # the predictor behind the transformer: Q-ids given, no MediaWiki
+            ctx.ordinary = features_mix(target, prepared, first["features"])
         await server_scenarios(ctx, memory)
-        report.facts.update(memory_facts(memory))
+        second = await in_process_limit(ctx, prepared)  # before and after: the machine's mood changes
+        limit = dict(first, throughput=(first["throughput"] + second["throughput"]) / 2)
+        report.limit_throughput = limit["throughput"]
+        report.facts["in-process limit"] = (
+            f"{first['throughput']:.1f} req/s before the server runs, "
+            f"{second['throughput']:.1f} after; mean {limit['throughput']:.1f}"
+        )
+        report.facts["in-process, one request (median)"] = _single_times(limit)
         stats = await replay_stats(ctx)
         report.facts["MediaWiki stand-in"] = (
             f"{stats['hits']:,} answers replayed, {stats['misses']} not recorded"
         )
     except ServerDied as died:
         say(f"  {died}")
-        report.facts.update(memory_facts(memory))
         report.checks.append(Check(target.name, "the server stays up", 0.0, 1.0, detail=str(died)))
     finally:
         replay.stop()
+    report.facts.update(memory_facts(memory))
     report.checks = checks(ctx, limit, memory) + report.checks
     return report
 
@@ -411,9 +475,9 @@ async def server_scenarios(ctx: Context, memory: dict[int, Memory]) -> None:
         if ctx.heavy_mix:
             await heavy_runs(ctx, server)
         await latency_runs(ctx, server)
+        await cores_runs(ctx, server)
     finally:
         server.stop()
-    await one_core_run(ctx)
 
 
 def _single_times(limit: dict) -> str:

@@ -13,7 +13,9 @@ MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: slower end-to-end tests (CI runs them; deselect with -m 'not slow')")
+    config.addinivalue_line(
+        "markers", "slow: slower end-to-end tests (CI runs them; deselect with -m 'not slow')"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +24,9 @@ def farm() -> Iterator[object]:
 
     It listens on a free port rather than 8180, so the suite can run while `make wiki` or `make run` is up.
     """
-    from dev.mediawiki_farm import running_farm
     from testkit.servers import free_port
+
+    from dev.mediawiki_farm import running_farm
 
     with running_farm(port=free_port()) as handle:
         yield handle

@@ -51,7 +51,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="isvc names to build (default: all)")
     parser.add_argument("--farm-url", default=FARM_URL, help="a farm already running elsewhere")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(name)s %(message)s")
+    logging.getLogger("dev").setLevel(logging.INFO)
 
     rows = [row for row in seed_table.load_rows() if not args.only or row.isvc in args.only]
     started = time.monotonic()

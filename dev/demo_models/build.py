@@ -32,9 +32,21 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "lift-wing-dev demo model builder"
 EXTRACT_BATCH = 50
 MODEL_PARAMS = {"n_estimators": 20, "max_depth": 3, "learning_rate": 0.2, "random_state": 0}
+# Topic models fit one estimator per label (64): fewer, shallower trees keep `make models` short.
+MULTILABEL_PARAMS = {**MODEL_PARAMS, "n_estimators": 10, "max_depth": 2, "learning_rate": 0.3}
 SOURCES = [*sorted((REPO_ROOT / "dev" / "demo_models").glob("*.py")), REPO_ROOT / "dev" / "word_vectors.py",
            REPO_ROOT / "requirements" / "constraints.txt"]
 FINGERPRINT_FILE = "demo-fingerprint"
+# Content language -> the revscoring language module's name, which prefixes its feature names.
+LANGUAGE_NAMES = {
+    "ar": "arabic", "bn": "bengali", "bs": "bosnian", "ca": "catalan", "cs": "czech", "de": "german",
+    "el": "greek", "en": "english", "es": "spanish", "et": "estonian", "eu": "basque", "fa": "persian",
+    "fi": "finnish", "fr": "french", "gl": "galician", "he": "hebrew", "hi": "hindi", "hr": "croatian",
+    "hu": "hungarian", "id": "indonesian", "is": "icelandic", "it": "italian", "ja": "japanese",
+    "ko": "korean", "lv": "latvian", "nb": "norwegian", "nl": "dutch", "pl": "polish", "pt": "portuguese",
+    "ro": "romanian", "ru": "russian", "sq": "albanian", "sr": "serbian", "sv": "swedish", "ta": "tamil",
+    "tr": "turkish", "uk": "ukrainian", "vi": "vietnamese", "zh": "chinese",
+}
 
 
 def fingerprint(manifest_path: Path) -> str:
@@ -84,10 +96,11 @@ def extract(session: mwapi.Session, rev_ids: list[int], features: list) -> list[
 
 def observations(row: IsvcRow, names: list[str], base: list[list[Any]], seed: int) -> list:
     rng = np.random.default_rng(seed)
+    language = LANGUAGE_NAMES.get(row.content_language, "")
     if row.model_type in ("damaging", "reverted"):
-        return training.binary_observations(names, base, "damaging", rng)
+        return training.binary_observations(names, base, "damaging", language, rng)
     if row.model_type == "goodfaith":
-        return training.binary_observations(names, base, "goodfaith", rng)
+        return training.binary_observations(names, base, "goodfaith", language, rng)
     if row.model_type == "articlequality":
         return training.ordinal_observations(names, base, labels_for(row), rng)
     if row.model_type == "draftquality":
@@ -102,17 +115,19 @@ def fit(row: IsvcRow, features: list, names: list[str], base: list[list[Any]]) -
     version = f"{importlib.metadata.version(package)}-demo"
     seed = int(hashlib.sha256(f"{row.dbname}:{row.model_type}".encode()).hexdigest()[:8], 16)
     labels = list(labels_for(row))
+    params = MULTILABEL_PARAMS if is_multilabel(row) else MODEL_PARAMS
     model = GradientBoosting(features, labels=labels, multilabel=is_multilabel(row), version=version,
-                             **MODEL_PARAMS)
+                             **params)
     model.train(observations(row, names, base, seed))
     return model
 
 
-def _group_key(row: IsvcRow) -> tuple:
-    # damaging and reverted share list and labels (and rule); articletopic/drafttopic share labels.
+def _group_key(row: IsvcRow, features: list) -> tuple:
+    # damaging and reverted share list, labels and rule; articletopic/drafttopic share labels and, except
+    # on Wikidata, the feature list (the same Python list under two names).
     kind = "damaging" if row.model_type == "reverted" else row.model_type
     kind = "topic" if kind in ("articletopic", "drafttopic") else kind
-    return (feature_list_for(row), kind)
+    return (tuple(str(feature) for feature in features), kind)
 
 
 @dataclass(frozen=True)
@@ -144,9 +159,9 @@ def build_wiki(job: WikiJob) -> list[str]:
         offset += len(features)
     fitted: dict[tuple, Any] = {}
     for row in job.rows:
-        key = _group_key(row)
+        features = lists[feature_list_for(row)]
+        key = _group_key(row, features)
         if key not in fitted:
-            features = lists[feature_list_for(row)]
             fitted[key] = fit(row, features, [str(f) for f in features], base_by_list[feature_list_for(row)])
         write_model(job.models_dir, row, fitted[key], job.fingerprint)
     return [row.isvc for row in job.rows]

@@ -1,8 +1,10 @@
 """`python -m dev.demo_models.fasttext_train CORPUS OUTPUT PARAMS_JSON`: one fastText training run.
 
 Runs in its own fresh process on purpose: with fasttext 0.9.3, a second training in the same process,
-or one after scipy/gensim are loaded, intermittently fails with "Encountered NaN" and is not
-reproducible. Alone in a clean process (thread=1, fixed seed) the output is byte-identical run to run.
+or one after scipy/gensim are loaded, intermittently fails with "Encountered NaN". Alone in a clean
+process (thread=1, fixed seed) it rarely does (outlink.py retries), and the output is nearly always
+byte-identical run to run; on a loaded machine we saw the odd run whose weights differ slightly
+(same predictions), so tests compare predictions, not bytes.
 """
 
 from __future__ import annotations

@@ -35,33 +35,53 @@ def _matching(names: Sequence[str], values: Sequence[Any], *parts: str) -> list[
     return found
 
 
-def edit_signals(names: Sequence[str], values: Sequence[Any]) -> dict[str, float]:
+def _newcomer(names: Sequence[str], values: Sequence[Any]) -> bool:
+    # editquality lists carry log(seconds_since_registration + 1), others the plain number of seconds.
+    for name, value in zip(names, values, strict=True):
+        number = _numeric(value)
+        if "seconds_since_registration" in name and "revision.user" in name and number is not None:
+            limit = math.log(NEWCOMER_SECONDS + 1) if name.startswith("feature.log(") else NEWCOMER_SECONDS
+            return number < limit
+    return False
+
+
+def _bad_words_added(names: Sequence[str], values: Sequence[Any], language: str) -> float:
+    """Bad words and informal words the edit added, counted with the wiki's own language's lists.
+
+    Lists carry other languages' word lists too, and those match innocent words (English "ha" is an
+    informal, Catalan "ha" is "has"), so they count only when the wiki's language has no list.
+    """
+    added = [(name, _numeric(value) or 0.0) for name, value in zip(names, values, strict=True)
+             if ("badwords" in name or "informals" in name) and name.endswith("diff.match_delta_increase")]
+    own = [number for name, number in added if f".{language}." in name]
+    return max(sum(own) if own else sum(number for _, number in added), 0.0)
+
+
+def edit_signals(names: Sequence[str], values: Sequence[Any], language: str = "") -> dict[str, float]:
     """Who edited and what the edit did: anonymous, newcomer, bad words added, characters removed."""
     anon = any(_matching(names, values, "user.is_anon"))
-    age = _matching(names, values, "seconds_since_registration")
-    newcomer = not anon and bool(age) and age[0] < NEWCOMER_SECONDS
-    bad_added = sum(_matching(names, values, "badwords", "diff")) + sum(
-        _matching(names, values, "informals", "diff"))
+    newcomer = not anon and _newcomer(names, values)
     removed = max(_matching(names, values, "diff", "chars_removed") or [0.0])
-    return {"anon": float(anon), "newcomer": float(newcomer), "bad_added": max(bad_added, 0.0),
-            "removed": removed}
+    return {"anon": float(anon), "newcomer": float(newcomer),
+            "bad_added": _bad_words_added(names, values, language), "removed": removed}
 
 
-def damage_score(names: Sequence[str], values: Sequence[Any]) -> float:
+def damage_score(names: Sequence[str], values: Sequence[Any], language: str = "") -> float:
     """2 for added bad words, 1 each for an anonymous/newcomer editor and for a large removal."""
-    signals = edit_signals(names, values)
+    signals = edit_signals(names, values, language)
     return (2.0 * (signals["bad_added"] > 0) + signals["anon"] + signals["newcomer"]
             + (signals["removed"] > LARGE_REMOVAL_CHARS))
 
 
-def is_damaging(names: Sequence[str], values: Sequence[Any]) -> bool:
-    """damaging and reverted: at least two of the warning signs (bad words count twice)."""
-    return damage_score(names, values) >= 2
+# Probability that an edit with a given damage score (capped at 3) is damaging / done in bad faith.
+# Labels are drawn with these odds, as in real data where most anonymous edits are fine but many
+# damaging ones are anonymous: the models learn graded probabilities, not a hard rule.
+DAMAGING_ODDS = (0.03, 0.3, 0.8, 0.97)
+BADFAITH_ODDS = (0.01, 0.1, 0.4, 0.9)
 
 
-def is_goodfaith(names: Sequence[str], values: Sequence[Any]) -> bool:
-    """goodfaith: anything but bad words added by an anonymous or brand-new editor."""
-    return damage_score(names, values) < 3
+def odds(score: float, table: Sequence[float]) -> float:
+    return table[min(int(score), len(table) - 1)]
 
 
 def quality_score(names: Sequence[str], values: Sequence[Any]) -> float:

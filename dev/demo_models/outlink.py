@@ -61,6 +61,18 @@ def corpus(qids: list[str], rng: np.random.Generator) -> list[str]:
     return lines
 
 
+def _train_in_fresh_process(corpus_path: Path, output: Path, attempts: int = 3) -> None:
+    """fasttext 0.9.3 now and then aborts with "Encountered NaN" (see fasttext_train.py): try again."""
+    command = [sys.executable, "-m", "dev.demo_models.fasttext_train", str(corpus_path), str(output),
+               json.dumps(FASTTEXT_PARAMS)]
+    for attempt in range(1, attempts + 1):
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        if result.returncode == 0:
+            return
+        if "NaN" not in result.stderr or attempt == attempts:
+            raise RuntimeError(f"fastText training failed: {result.stderr[-2000:]}")
+
+
 def build(manifest: dict[str, Any], target: Path) -> Path:
     """Trains (in a fresh process: see fasttext_train.py) and writes models/outlink-topic-model/model.bin."""
     seed = int(hashlib.sha256(b"outlink-topic-model").hexdigest()[:8], 16)
@@ -71,9 +83,7 @@ def build(manifest: dict[str, Any], target: Path) -> Path:
         corpus_path = Path(handle.name)
     temporary = target.with_name(target.name + ".tmp")
     try:
-        command = [sys.executable, "-m", "dev.demo_models.fasttext_train", str(corpus_path), str(temporary)]
-        subprocess.run([*command,
-                        json.dumps(FASTTEXT_PARAMS)], check=True, cwd=REPO_ROOT)
+        _train_in_fresh_process(corpus_path, temporary)
     finally:
         corpus_path.unlink()
     temporary.replace(target)

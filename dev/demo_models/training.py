@@ -69,15 +69,19 @@ def _ensure_every_label(labels: list[Any], order: Sequence[float], wanted: Seque
     return labels
 
 
-def binary_observations(names: list[str], base: list[list[Any]], rule: str,
+def binary_observations(names: list[str], base: list[list[Any]], rule: str, language: str,
                         rng: np.random.Generator) -> list[Observation]:
-    """damaging/reverted (rule "damaging") or goodfaith (rule "goodfaith")."""
+    """damaging/reverted (rule "damaging") or goodfaith (rule "goodfaith"): labels drawn with the odds of
+    each observation's damage score (heuristics.DAMAGING_ODDS / BADFAITH_ODDS)."""
     rows = jittered(base, rng)
-    decide = heuristics.is_damaging if rule == "damaging" else heuristics.is_goodfaith
-    labels = [decide(names, values) for values in rows]
-    scores = [heuristics.damage_score(names, v) + rng.random() * 0.1 for v in rows]
-    order = scores if rule == "damaging" else [-s for s in scores]
-    labels = _ensure_every_label(labels, order, [True, False])
+    scores = [heuristics.damage_score(names, values, language) for values in rows]
+    if rule == "damaging":
+        labels = [bool(rng.random() < heuristics.odds(s, heuristics.DAMAGING_ODDS)) for s in scores]
+        order = scores
+    else:
+        labels = [bool(rng.random() >= heuristics.odds(s, heuristics.BADFAITH_ODDS)) for s in scores]
+        order = [-s for s in scores]
+    labels = _ensure_every_label(labels, [o + rng.random() * 0.1 for o in order], [True, False])
     return list(zip(rows, labels, strict=True))
 
 

@@ -36,7 +36,7 @@ def serve(args: argparse.Namespace) -> None:
         print(f"farm: serving {len(farm.manifest)} wikis at {farm.api_url} (Host header picks the wiki); "
               "Ctrl-C stops", flush=True)
         while not stop.wait(1.0):
-            if farm.process.poll() is not None:
+            if farm.process is not None and farm.process.poll() is not None:
                 raise FarmError(f"php -S exited with {farm.process.returncode}")
     print("farm: stopped", flush=True)
 

@@ -29,7 +29,7 @@ class RunningFarm:
     port: int
     manifest: dict[str, Any]
     state_dir: Path
-    process: subprocess.Popen[bytes] = field(repr=False)
+    process: subprocess.Popen[bytes] | None = field(repr=False)  # None: reused a farm started elsewhere
 
     @property
     def api_url(self) -> str:
@@ -52,7 +52,8 @@ def start_server(paths: FarmPaths, port: int, workers: int) -> subprocess.Popen[
     log = open(paths.state_dir / f"server-{port}.log", "ab")  # noqa: SIM115 - owned by the process
     env = {**os.environ, "PHP_CLI_SERVER_WORKERS": str(workers)}
     try:
-        command = ["php", "-S", f"127.0.0.1:{port}", "-t", str(paths.mw_dir), str(paths.router)]
+        # -q: no access log line per request (the benchmark sends many); PHP errors are still logged.
+        command = ["php", "-q", "-S", f"127.0.0.1:{port}", "-t", str(paths.mw_dir), str(paths.router)]
         return subprocess.Popen(command, cwd=paths.mw_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     finally:
@@ -84,13 +85,20 @@ def wait_ready(process: subprocess.Popen[bytes], url: str, timeout: float, log: 
 @contextmanager
 def running_farm(port: int = DEFAULT_PORT, state_dir: Path | None = None, workers: int = DEFAULT_WORKERS,
                  mw_dir: Path = DEFAULT_MW_DIR, ready_timeout: float = 30.0,
-                 quiet: bool = True) -> Iterator[RunningFarm]:
-    """Sets the farm up if needed, serves it on 127.0.0.1:`port`, stops the server on exit (also Ctrl-C)."""
+                 quiet: bool = True, reuse: bool = False) -> Iterator[RunningFarm]:
+    """Sets the farm up if needed, serves it on 127.0.0.1:`port`, stops the server on exit (also Ctrl-C).
+
+    With `reuse=True`, a farm already answering on the port (e.g. `python -m dev.mediawiki_farm serve`)
+    is used as it is and left running.
+    """
     manifest_path = setup(state_dir, mw_dir=mw_dir, quiet=quiet)
     paths = FarmPaths(manifest_path.parent, mw_dir)
     url = f"http://127.0.0.1:{port}"
     if probe(url, timeout=1.0):
-        raise FarmError(f"something already answers on {url}; stop it or pick another port")
+        if not reuse:
+            raise FarmError(f"something already answers on {url}; stop it or pick another port")
+        yield RunningFarm(url, port, load_manifest(paths.state_dir), paths.state_dir, None)
+        return
     process = start_server(paths, port, workers)
     try:
         wait_ready(process, url, ready_timeout, paths.state_dir / f"server-{port}.log")

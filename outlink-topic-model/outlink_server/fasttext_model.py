@@ -14,6 +14,7 @@ import fasttext
 
 FASTTEXT_MAGIC = 793712314  # first int32 of every fastText binary
 FASTTEXT_VERSION = 12
+FASTTEXT_LOG_EPSILON = 1e-5  # fastText's std_log(x) is log(x + 1e-5)
 _HEADER = struct.Struct("<ii12id")  # magic, version, 12 int args (dim first), sampling threshold t
 _DICT_HEADER = struct.Struct("<iiiqq")  # size, nwords, nlabels, ntokens, prune index size
 _MATRIX_HEADER = struct.Struct("<?qq")  # quantised?, rows, columns
@@ -42,9 +43,13 @@ class TopicModel:
         """Every topic's probability for space-separated Q-ids (the caller ensures there is no newline)."""
         labels, probabilities = self._model.predict(features, k=-1, threshold=0.0)
         cut = self._prefix_length
-        # fastText returns p + 1e-5 (it keeps log(p + 1e-5) internally): clamp so scores stay within [0, 1].
         pairs = zip(labels, probabilities, strict=True)
-        return [(label[cut:], min(1.0, float(score))) for label, score in pairs]
+        return [(label[cut:], probability(float(score))) for label, score in pairs]
+
+
+def probability(fasttext_score: float) -> float:
+    """fastText ranks by log(p + 1e-5), so `predict` returns p + 1e-5 (a certain topic scores 1.00001)."""
+    return min(1.0, max(0.0, fasttext_score - FASTTEXT_LOG_EPSILON))
 
 
 def check_binary(path: Path) -> None:

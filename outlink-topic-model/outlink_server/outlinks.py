@@ -7,6 +7,7 @@ Outlinks are the page's links to existing articles (namespace 0), redirects foll
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 from collections.abc import Iterable
@@ -48,10 +49,12 @@ async def _current_outlinks(client: MediaWikiClient, request: OutlinkRequest,
         "prop": "pageprops", "ppprop": "wikibase_item", "redirects": 1, **_page_param(request),
     }
     qid_of: dict[str, str] = {}
-    async for doc in client.query_continued(max_docs=math.ceil(MAX_LINKS_SCANNED / per_call), **params):
-        qid_of.update(_qids_of_pages(doc))
-        if len(qid_of) >= settings.max_outlinks:
-            break
+    pages = client.query_continued(max_docs=math.ceil(MAX_LINKS_SCANNED / per_call), **params)
+    async with contextlib.aclosing(pages):  # closed at once when the cap is reached
+        async for doc in pages:
+            qid_of.update(_qids_of_pages(doc))
+            if len(qid_of) >= settings.max_outlinks:
+                break
     if not qid_of:
         await _explain_no_outlinks(client, request)
     return _first(qid_of, settings.max_outlinks)
@@ -114,8 +117,8 @@ async def _parse_links(client: MediaWikiClient, request: OutlinkRequest) -> dict
     try:
         doc = await client.get(action="parse", oldid=request.revision_id, prop="links")
     except (InvalidRequest, MediaWikiError) as error:
-        # The API error code is only in the message (mwapi 0.6.1 wraps API errors of AsyncSession in
-        # RequestError). Both codes are facts about the revision, not outages: the client gets a 400.
+        # The core's errors carry the API error code in their message only. Both codes are facts about the
+        # revision, not outages: the client gets a 400 saying which.
         code = _REVISION_ERRORS.search(error.message)
         if code is None:
             raise

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_USER_AGENT = "WMF ML Team lift-wing model server (https://wikitech.wikimedia.org/wiki/Machine_Learning/LiftWing)"
+DEFAULT_USER_AGENT = (
+    "WMF ML Team lift-wing model server (https://wikitech.wikimedia.org/wiki/Machine_Learning/LiftWing)"
+)
 
 
 @dataclass(frozen=True)

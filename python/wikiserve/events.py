@@ -12,7 +12,7 @@ import re
 import ssl
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -25,8 +25,11 @@ logger = logging.getLogger(__name__)
 
 REVISION_SCORE_SCHEMA = "/mediawiki/revision/score/2.0.0"
 _SCHEMA_PATTERN = re.compile(r"^/?(mediawiki/revision/create|mediawiki/page/change)/(\d+)\.\d+\.\d+$")
-SUPPORTED_SCHEMAS = {("mediawiki/revision/create", 1), ("mediawiki/revision/create", 2),
-                     ("mediawiki/page/change", 1)}
+SUPPORTED_SCHEMAS = {
+    ("mediawiki/revision/create", 1),
+    ("mediawiki/revision/create", 2),
+    ("mediawiki/page/change", 1),
+}
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def parse_event(event: Any) -> RevisionEvent:
     if match is None or (match.group(1), int(match.group(2))) not in SUPPORTED_SCHEMAS:
         raise InvalidRequest(
             f"Unsupported event schema {schema!r}: expected mediawiki/revision/create 1.x or 2.x, "
-            "or mediawiki/page/change 1.x.")
+            "or mediawiki/page/change 1.x."
+        )
     try:
         if match.group(1) == "mediawiki/page/change":
             return _from_page_change(event)
@@ -112,7 +116,11 @@ def _performer_from_page_change(performer: dict[str, Any] | None) -> dict[str, A
         "user_groups": performer.get("groups", []),
         "user_is_bot": bool(performer.get("is_bot", False)),
     }
-    optional = {"user_id": "user_id", "registration_dt": "user_registration_dt", "edit_count": "user_edit_count"}
+    optional = {
+        "user_id": "user_id",
+        "registration_dt": "user_registration_dt",
+        "edit_count": "user_edit_count",
+    }
     for source, target in optional.items():
         if performer.get(source) is not None:
             converted[target] = performer[source]
@@ -126,8 +134,12 @@ def revision_score_event(
 
     `scores` maps model name to `{"model_name", "model_version", "prediction": [str], "probability": {str: num}}`.
     """
-    now = now or datetime.now(timezone.utc)
-    meta: dict[str, Any] = {"stream": stream, "dt": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "id": str(uuid.uuid4())}
+    now = now or datetime.now(UTC)
+    meta: dict[str, Any] = {
+        "stream": stream,
+        "dt": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "id": str(uuid.uuid4()),
+    }
     for key in ("domain", "uri", "request_id"):
         if getattr(source, key):
             meta[key] = getattr(source, key)
@@ -167,15 +179,18 @@ class EventGateClient:
         stream = event["meta"]["stream"]
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                async with self.http.post(self.settings.url, json=[event], ssl=self._ssl,
-                                          raise_for_status=False) as response:
+                async with self.http.post(
+                    self.settings.url, json=[event], ssl=self._ssl, raise_for_status=False
+                ) as response:
                     if response.status >= 300:
                         body = (await response.text())[:300]
                         raise RuntimeError(f"EventGate answered HTTP {response.status}: {body}")
         except Exception as error:  # noqa: BLE001 - any failure to deliver is logged, never fatal
             metrics.EVENTS_FAILED.labels(stream=stream).inc()
-            logger.error("Could not send event to EventGate",
-                         extra={"stream": stream, "rev_id": event.get("rev_id"), "error": str(error)})
+            logger.error(
+                "Could not send event to EventGate",
+                extra={"stream": stream, "rev_id": event.get("rev_id"), "error": str(error)},
+            )
             return False
         metrics.EVENTS_SENT.labels(stream=stream).inc()
         return True

@@ -132,8 +132,12 @@ class MediaWikiClient:
                 delay = self._backoff(attempt, failure.retry_after)
                 logger.warning(
                     "MediaWiki API call failed, retrying",
-                    extra={"wiki": self.domain, "attempt": attempt, "error": failure.error.message,
-                           "retry_in_s": round(delay, 3)},
+                    extra={
+                        "wiki": self.domain,
+                        "attempt": attempt,
+                        "error": failure.error.message,
+                        "retry_in_s": round(delay, 3),
+                    },
                 )
                 await asyncio.sleep(delay)
             except MediaWikiError as error:
@@ -167,19 +171,28 @@ class MediaWikiClient:
                 return await session.get(**params)
         except mwapi.errors.APIError as error:
             raise self._api_error(error) from None
-        except (TimeoutError, asyncio.TimeoutError, mwapi.errors.TimeoutError):
-            raise _Transient(MediaWikiTimeout(
-                f"MediaWiki API at {self.api_url} ({self.domain}) did not answer within "
-                f"{self.settings.timeout_s:g} s")) from None
+        except (TimeoutError, mwapi.errors.TimeoutError):
+            raise _Transient(
+                MediaWikiTimeout(
+                    f"MediaWiki API at {self.api_url} ({self.domain}) did not answer within "
+                    f"{self.settings.timeout_s:g} s"
+                )
+            ) from None
         except mwapi.errors.ConnectionError as error:
-            raise _Transient(MediaWikiUnavailable(
-                f"MediaWiki API at {self.api_url} ({self.domain}) is unreachable: {error}")) from None
+            raise _Transient(
+                MediaWikiUnavailable(
+                    f"MediaWiki API at {self.api_url} ({self.domain}) is unreachable: {error}"
+                )
+            ) from None
         except mwapi.errors.RequestError as error:
             raise self._request_error(error) from None
         except ValueError as error:  # mwapi: the body was not JSON
-            raise _Transient(MediaWikiError(
-                f"MediaWiki API at {self.api_url} ({self.domain}) answered with invalid JSON: "
-                f"{str(error)[:200]!r}")) from None
+            raise _Transient(
+                MediaWikiError(
+                    f"MediaWiki API at {self.api_url} ({self.domain}) answered with invalid JSON: "
+                    f"{str(error)[:200]!r}"
+                )
+            ) from None
 
     def _request_error(self, error: Exception) -> _Transient | MediaWikiError:
         cause = error.__cause__
@@ -192,10 +205,12 @@ class MediaWikiClient:
                 return _Transient(MediaWikiUnavailable(message, kind=kind), cause.retry_after)
             return MediaWikiError(message, kind="http_4xx")
         if isinstance(cause, aiohttp.ClientPayloadError):
-            return _Transient(MediaWikiError(
-                f"MediaWiki API at {self.api_url} ({self.domain}) sent a truncated response"))
-        return _Transient(MediaWikiUnavailable(
-            f"MediaWiki API request to {self.api_url} ({self.domain}) failed: {error}"))
+            return _Transient(
+                MediaWikiError(f"MediaWiki API at {self.api_url} ({self.domain}) sent a truncated response")
+            )
+        return _Transient(
+            MediaWikiUnavailable(f"MediaWiki API request to {self.api_url} ({self.domain}) failed: {error}")
+        )
 
     def _api_error(self, error: mwapi.errors.APIError) -> _Transient | MediaWikiError | InvalidRequest:
         code = str(error.code)
@@ -205,7 +220,6 @@ class MediaWikiClient:
         if code in API_ERROR_STATUS_OVERRIDES:
             return InvalidRequest(message)
         return MediaWikiError(message, kind="api_error")
-
 
 
 def _metric_code(code: str) -> str:

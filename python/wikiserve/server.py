@@ -51,8 +51,9 @@ class RequestGuard:
         token = REQUEST_ID.set(request_id)
         try:
             if self.draining:
-                await _send_json(send, 503, {"error": "The server is shutting down; retry on another replica."},
-                                 request_id)
+                await _send_json(
+                    send, 503, {"error": "The server is shutting down; retry on another replica."}, request_id
+                )
                 return
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -64,7 +65,9 @@ class RequestGuard:
                 await self.app(scope, self._limited(receive), response.send)
             except Exception:  # noqa: BLE001 - already logged by the error handler; never crash the server
                 if not response.started:
-                    await _send_json(send, 500, {"error": f"Internal error; request id {request_id}."}, request_id)
+                    await _send_json(
+                        send, 500, {"error": f"Internal error; request id {request_id}."}, request_id
+                    )
             finally:
                 self.in_flight -= 1
         finally:
@@ -127,7 +130,8 @@ async def _kserve_error(status: int, _: Request, error: Exception) -> ORJSONResp
 async def _unexpected_error(_: Request, error: Exception) -> ORJSONResponse:
     logger.exception("Unexpected error while serving a request")
     return ORJSONResponse(
-        {"error": f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."}, status_code=500)
+        {"error": f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."}, status_code=500
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -142,8 +146,12 @@ class WikiModelServer(kserve.ModelServer):
     """KServe's ModelServer with the guard, error handlers and graceful shutdown installed."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        super().__init__(http_port=settings.http_port, enable_grpc=False, enable_docs_url=False,
-                         enable_latency_logging=False)
+        super().__init__(
+            http_port=settings.http_port,
+            enable_grpc=False,
+            enable_docs_url=False,
+            enable_latency_logging=False,
+        )
         configure_logging(settings.json_logs, settings.log_level)  # after KServe's own logging set-up
         self.settings = settings
         self.guard: RequestGuard | None = None
@@ -157,15 +165,22 @@ class WikiModelServer(kserve.ModelServer):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
-        self._rest_server = UvicornServer(self.http_port, [], self.dataplane, self.model_repository_extension,
-                                          enable_docs_url=False, log_config=None)
+        self._rest_server = UvicornServer(
+            self.http_port,
+            [],
+            self.dataplane,
+            self.model_repository_extension,
+            enable_docs_url=False,
+            log_config=None,
+        )
         app: FastAPI = self._rest_server.cfg.app
         install_error_handlers(app)
         self.guard = RequestGuard(app, self.settings.max_body_bytes)
         self._rest_server.cfg.app = self.guard
         self._rest_server.cfg.timeout_keep_alive = 30
-        logger.info("Serving", extra={"port": self.http_port,
-                                      "models": sorted(self.registered_models.get_models())})
+        logger.info(
+            "Serving", extra={"port": self.http_port, "models": sorted(self.registered_models.get_models())}
+        )
         await self._rest_server.run()
         for model in self.registered_models.get_models().values():
             stop = getattr(model, "stop_async", None)
@@ -182,7 +197,9 @@ class WikiModelServer(kserve.ModelServer):
         while self.guard.in_flight and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         if self.guard.in_flight:
-            logger.warning("Grace period over with requests still in flight", extra={"in_flight": self.guard.in_flight})
+            logger.warning(
+                "Grace period over with requests still in flight", extra={"in_flight": self.guard.in_flight}
+            )
         await self._rest_server.stop()
 
 

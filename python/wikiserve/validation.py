@@ -23,7 +23,7 @@ def parse_body(payload: Any) -> dict[str, Any]:
     """
     if isinstance(payload, (bytes, bytearray, str)):
         if not payload.strip():
-            raise InvalidRequest("The request body is empty: send a JSON object such as {\"rev_id\": 12345}.")
+            raise InvalidRequest('The request body is empty: send a JSON object such as {"rev_id": 12345}.')
         try:
             payload = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as error:
@@ -56,7 +56,9 @@ def optional_bool(body: dict[str, Any], field: str, default: bool = False) -> bo
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise InvalidRequest(f"'{field}' must be a boolean (true or false), got {_json_type(value)} {_short(value)}.")
+        raise InvalidRequest(
+            f"'{field}' must be a boolean (true or false), got {_json_type(value)} {_short(value)}."
+        )
     return value
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from revscoring_server.model import RevscoringModel
 from revscoring_server.scoring import ModelLoadError
 from revscoring_server.services import UnknownService, find_service
+from revscoring_server.workers import pool_from_env
 from wikiserve.config import ServerSettings
 from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
@@ -55,15 +56,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         settings = dataclasses.replace(settings, http_port=args.http_port)
     configure_logging(settings.json_logs, settings.log_level)
     pool = MediaWikiPool(settings.mediawiki)
+    workers = pool_from_env(env)  # extraction in worker processes; see workers.py
     try:
         models = [
-            RevscoringModel(find_service(isvc), path, settings, pool, owns_pool=index == 0)
+            RevscoringModel(find_service(isvc), path, settings, pool, executor=workers, owns_pool=index == 0)
             for index, (isvc, path) in enumerate(_services(args, env))
         ]
     except (UnknownService, ModelLoadError) as error:
         logger.error(f"Cannot start: {error}")
         return EXIT_BAD_CONFIG
-    serve(models, settings)
+    if workers is not None:
+        workers.start()  # fork now: after the models loaded (shared), before the server starts threads
+    try:
+        serve(models, settings)
+    finally:
+        if workers is not None:
+            workers.close()
     return 0
 
 

@@ -14,7 +14,15 @@ from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.fetch import FetchPlan, fetch_docs
 from revscoring_server.model_types import ModelType, Need
 from revscoring_server.response import build_response, event_scores
-from revscoring_server.scoring import ModelLoadError, ScoreJob, check_output_shape, load_model, score_revision
+from revscoring_server.scoring import (
+    ModelLoadError,
+    ScoreJob,
+    check_output_shape,
+    load_model,
+    score_revision,
+    warm_up,
+    warm_up_docs,
+)
 from revscoring_server.services import Service, find_service
 from wikiserve.config import ServerSettings
 from wikiserve.errors import InvalidRequest
@@ -60,6 +68,15 @@ class RevscoringModel(kserve.Model):
         check_output_shape(model, self.model_type.output, model_path)
         self.version: str | None = model.version
         self.plan = fetch_plan(model.features, self.model_type, service.dbname, model_path)
+        warm_up(
+            self.model_path,
+            self.model_type.name,
+            warm_up_docs(
+                self.plan.content_models[0],
+                Need.PARENT_REVISION in self.plan.needs,
+                Need.USER_INFO in self.plan.needs,
+            ),
+        )
         self._events: EventGateClient | None = None
         self.ready = True
 

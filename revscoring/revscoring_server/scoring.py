@@ -52,6 +52,10 @@ class FeatureExtractionError(ServingError):
     status = 500
 
 
+class ScoringError(ServingError):
+    status = 500
+
+
 class NetworkForbidden(Exception):
     """Feature extraction asked for MediaWiki data that was not fetched beforehand (a fetch-plan bug)."""
 
@@ -155,7 +159,7 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
     except DependencyError as error:
         raise _extraction_error(error, job.rev_id) from None
     metrics.FEATURE_EXTRACTION_SECONDS.labels(model=job.model_name).observe(time.perf_counter() - started)
-    entry: dict[str, Any] = {"score": format_score(model.score(values[: len(features)]))}
+    entry: dict[str, Any] = {"score": _score(model, values[: len(features)], job)}
     if job.extended_output:
         # Base features: the unmodified features the model's (possibly log/sub-modified) ones are built on.
         base = list(trim(features))
@@ -165,6 +169,15 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
         }
         entry["features"] = {str(feature): jsonable(by_feature[feature]) for feature in base}
     return entry
+
+
+def _score(model: Model, values: list, job: ScoreJob) -> dict[str, Any]:
+    try:
+        return format_score(model.score(values))
+    except Exception as error:  # noqa: BLE001 - the estimator's own errors (e.g. a feature count mismatch)
+        logger.exception("Scoring failed", extra={"rev_id": job.rev_id, "model_path": job.model_path})
+        message = f"Scoring revision {job.rev_id} failed: {type(error).__name__}: {str(error)[:200]}"
+        raise ScoringError(message) from None
 
 
 def _http_cache(docs: ApiDocs) -> MWAPICache:
@@ -276,3 +289,83 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(key): jsonable(item) for key, item in value.items()}
     return str(value)
+
+
+_WARM_UP_WIKITEXT = (
+    "'''Warm-up''' is a [[page]] about [[physics]] and {{cite web|title=energy}}.<ref>Source</ref>\n"
+    "== History ==\nThe [[theory]] of matter was written in 1900 by a scientist.[[Category:Science]]\n"
+)
+_WARM_UP_ENTITY = (
+    '{"type":"item","id":"Q1","labels":{"en":{"language":"en","value":"Warm-up"}},'
+    '"descriptions":{"en":{"language":"en","value":"an item"}},"aliases":{},"claims":{},"sitelinks":{}}'
+)
+
+
+def warm_up_docs(content_model: str, needs_parent: bool, needs_user: bool) -> ApiDocs:
+    """Synthetic documents for one made-up edit in `content_model`, for `warm_up`."""
+    wikibase = content_model.startswith("wikibase")
+    text, title = (_WARM_UP_ENTITY, "Q1") if wikibase else (_WARM_UP_WIKITEXT, "Warm-up")
+    parent_text = _WARM_UP_ENTITY.replace("an item", "item") if wikibase else _WARM_UP_WIKITEXT[:80]
+
+    def revision(rev_id: int, parent_id: int, content: str) -> dict[str, Any]:
+        return {
+            "query": {
+                "pages": {
+                    "1": {
+                        "pageid": 1,
+                        "ns": 0,
+                        "title": title,
+                        "revisions": [
+                            {
+                                "revid": rev_id,
+                                "parentid": parent_id,
+                                "user": "Warm-up",
+                                "userid": 1,
+                                "timestamp": "2024-01-01T00:00:00Z",
+                                "size": len(content),
+                                "comment": "warm-up edit",
+                                "slots": {"main": {"contentmodel": content_model, "*": content}},
+                            }
+                        ],
+                    }
+                }
+            }
+        }
+
+    users = {
+        "query": {
+            "users": [
+                {
+                    "userid": 1,
+                    "name": "Warm-up",
+                    "editcount": 10,
+                    "groups": ["*", "user"],
+                    "registration": "2020-01-01T00:00:00Z",
+                    "gender": "unknown",
+                }
+            ]
+        }
+    }
+    return ApiDocs(
+        rev_id=2,
+        revision=revision(2, 1 if needs_parent else 0, text),
+        parent_id=1 if needs_parent else None,
+        parent=revision(1, 0, parent_text) if needs_parent else None,
+        user_text="Warm-up" if needs_user else None,
+        user=users if needs_user else None,
+    )
+
+
+def warm_up(model_path: str, model_name: str, docs: ApiDocs) -> None:
+    """Scores one synthetic edit before the model reports ready.
+
+    Feature lists load resources lazily on first use (draftquality's SentiWordNet takes seconds), and a
+    binary whose features do not match its estimator only fails when scoring: both belong in start-up,
+    not in a client's first request.
+    """
+    try:
+        score_revision(ScoreJob(model_path, model_name, docs.rev_id, docs, extended_output=True))
+    except ServingError as error:
+        raise ModelLoadError(
+            f"Model binary {model_path} failed to score a synthetic edit: {error.message}"
+        ) from None

@@ -21,11 +21,12 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.scoring import ScoreJob
 from wikiserve.errors import ServingError
 
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_HEAVY_BYTES = 150_000
-DEFAULT_HEAVY_NICE = 10
+DEFAULT_HEAVY_NICE = 5
 
 
 class WorkerCrashed(ServingError):
@@ -72,12 +73,27 @@ def _lower_priority(increment: int) -> None:
     os.nice(increment)
 
 
-class WorkerPool:
+def pool_from_env(env: Mapping[str, str]) -> WorkerPool | None:
+    """The pool the image runs with. EXTRACTION_WORKERS: ordinary worker processes (default: one per usable
+    core; 0: no processes, extraction in a thread of the server process). HEAVY_REVISION_BYTES: from how
+    many characters of wikitext (revision + parent) a job goes to the low-priority lane."""
+    workers = int(env.get("EXTRACTION_WORKERS") or usable_cores())
+    if workers <= 0:
+        return None
+    return WorkerPool(workers, heavy_bytes=int(env.get("HEAVY_REVISION_BYTES") or DEFAULT_HEAVY_BYTES))
+
+
+class WorkerPool(OffLoopExecutor):
     """The `executor.run(function, *args)` seam, backed by forked worker processes in two lanes."""
 
-    def __init__(self, workers: int | None = None, heavy_bytes: int = DEFAULT_HEAVY_BYTES,
-                 heavy_nice: int = DEFAULT_HEAVY_NICE,
-                 weigh: Callable[[tuple[Any, ...]], int] = job_text_bytes) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        heavy_bytes: int = DEFAULT_HEAVY_BYTES,
+        heavy_nice: int = DEFAULT_HEAVY_NICE,
+        weigh: Callable[[tuple[Any, ...]], int] = job_text_bytes,
+    ) -> None:
+        super().__init__(None)
         self.workers = max(1, workers or usable_cores())
         self.heavy_bytes = heavy_bytes
         self.heavy_nice = heavy_nice
@@ -89,16 +105,19 @@ class WorkerPool:
     def _new_pool(self, heavy: bool) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("fork")  # fork: the workers inherit the loaded models
         if heavy:
-            return ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority,
-                                       initargs=(self.heavy_nice,))
+            return ProcessPoolExecutor(
+                1, mp_context=context, initializer=_lower_priority, initargs=(self.heavy_nice,)
+            )
         return ProcessPoolExecutor(self.workers, mp_context=context)
 
     def start(self) -> None:
         """Forks every worker now (call after loading the models, before serving)."""
         self._ordinary, self._heavy = self._new_pool(False), self._new_pool(True)
         wait([self._ordinary.submit(_noop) for _ in range(self.workers)] + [self._heavy.submit(_noop)])
-        logger.info("Worker processes started", extra={"workers": self.workers, "heavy_lane": 1,
-                                                       "heavy_bytes": self.heavy_bytes})
+        logger.info(
+            "Worker processes started",
+            extra={"workers": self.workers, "heavy_lane": 1, "heavy_bytes": self.heavy_bytes},
+        )
 
     def _lane(self, heavy: bool) -> ProcessPoolExecutor:
         with self._lock:
@@ -113,8 +132,10 @@ class WorkerPool:
             return await asyncio.wrap_future(pool.submit(function, *args))
         except BrokenProcessPool:
             self._replace(pool, heavy)
-            raise WorkerCrashed("A feature-extraction worker process died (out of memory?) while serving "
-                                "this or a concurrent request; retry.") from None
+            raise WorkerCrashed(
+                "A feature-extraction worker process died (out of memory?) while serving "
+                "this or a concurrent request; retry."
+            ) from None
 
     def _replace(self, broken: Executor, heavy: bool) -> None:
         """A dead worker breaks its whole pool: start a new one so later requests are served again."""

@@ -101,3 +101,15 @@ async def test_completion_callback_sees_every_count():
     finally:
         await runner.cleanup()
     assert counts == list(range(1, 26))
+
+
+def test_combine_pools_latencies_and_takes_the_median_rate():
+    from benchmark.loadgen import LoadResult, combine
+
+    rounds = [LoadResult(8, 1.0, 100, 1, {"ordinary": [0.01] * 99}),
+              LoadResult(8, 1.0, 50, 0, {"ordinary": [0.02] * 50, "heavy": [1.0]}),
+              LoadResult(8, 2.0, 400, 0, {"ordinary": [0.005] * 400})]
+    merged = combine(rounds)
+    assert merged.throughput == 100.0  # rates 100, 50, 200: the median
+    assert merged.completed == 550 and merged.errors == 1
+    assert len(merged.latencies["ordinary"]) == 549 and merged.latencies["heavy"] == [1.0]

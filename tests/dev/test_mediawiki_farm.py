@@ -8,17 +8,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from testkit.servers import free_port
 
 from dev.mediawiki_farm import RunningFarm, running_farm, setup
 from dev.mediawiki_farm.build import FarmPaths
+from dev.mediawiki_farm.server import probe
 from dev.seed_table import wikis
 
-TEST_PORT = 8187  # not the default 8180, so a farm left running for development does not clash
 WIKIS = wikis()
 SCRIPTS = {  # a character class of each non-Latin content language's script
     "ru": "\u0400-\u04ff", "uk": "\u0400-\u04ff", "sr": "\u0400-\u04ff", "ar": "\u0600-\u06ff",
@@ -28,13 +28,6 @@ SCRIPTS = {  # a character class of each non-Latin content language's script
 }
 FIELDS = ("revid", "parentid", "user", "userid", "timestamp", "comment", "size", "sha1", "minor")
 REVISION_PROPS = "ids|user|userid|timestamp|comment|content|flags|size|contentmodel|sha1"
-
-
-@pytest.fixture(scope="module")
-def farm() -> Iterator[RunningFarm]:
-    """Module-scoped until tests/conftest.py provides the session-wide `farm` fixture."""
-    with running_farm(port=TEST_PORT) as running:
-        yield running
 
 
 def get(farm: RunningFarm, host: str, **params: Any) -> tuple[int, Any]:
@@ -241,3 +234,17 @@ def test_setup_does_nothing_when_already_built(farm: RunningFarm) -> None:
     assert setup(farm.state_dir) == manifest
     assert time.monotonic() - started < 30
     assert manifest.stat().st_mtime_ns == before
+
+
+def test_reuses_a_running_farm_and_leaves_it_running(farm: RunningFarm) -> None:
+    with running_farm(port=farm.port, state_dir=farm.state_dir, reuse=True) as again:
+        assert again.process is None and again.manifest == farm.manifest
+    assert probe(farm.url)
+
+
+def test_server_is_stopped_when_the_block_exits(farm: RunningFarm) -> None:
+    with running_farm(port=free_port(), state_dir=farm.state_dir) as other:
+        assert probe(other.url, host="www.wikidata.org")
+        process = other.process
+    assert process is not None and process.poll() is not None
+    assert not probe(other.url, timeout=1.0)

@@ -73,7 +73,8 @@ class Reference:
     def scores(self, qids: list[str]) -> dict[str, float]:
         labels, probabilities = self.model.predict(" ".join(qids), k=-1, threshold=0.0)
         pairs = zip(labels, probabilities, strict=True)
-        return {label.removeprefix("__label__"): min(1.0, float(p)) for label, p in pairs}
+        # fastText's predict returns p + 1e-5; the service reports p itself.
+        return {label.removeprefix("__label__"): min(1.0, max(0.0, float(p) - 1e-5)) for label, p in pairs}
 
 
 def server_env(wiki_url: str, model_path: Path, **extra: str) -> dict[str, str]:

@@ -74,7 +74,8 @@ def test_revision_id_uses_that_revisions_links(server, reference, enwiki):
     old_qids = reference.qids(EN, reference.revision_titles(EN, first_revision))
     current_qids = reference.page_qids(EN, title)
     assert old_qids and set(old_qids) != set(current_qids)  # otherwise this test could not tell them apart
-    response = predict(server, {"lang": "en", "page_title": title, "revision_id": first_revision, "debug": True})
+    body = {"lang": "en", "page_title": title, "revision_id": first_revision, "debug": True}
+    response = predict(server, body)
     _assert_same(_results(response), _expected(reference, old_qids, 0.0))
     assert response.json()["prediction"]["article"] == f"https://{EN}/wiki/{title}"
 
@@ -101,8 +102,8 @@ def test_features_str_needs_no_mediawiki(server, reference, enwiki):
     qids = [page["qid"] for page in enwiki["pages"] if page.get("qid")][:12]
     before = metric_total(server, "mediawiki_request_duration_seconds_count")
     # The title does not exist on the wiki: with features_str it only names the article in the answer.
-    response = predict(server, {"lang": "en", "page_title": "Not a page at all", "features_str": " ".join(qids),
-                                "debug": True})
+    body = {"lang": "en", "page_title": "Not a page at all", "features_str": " ".join(qids), "debug": True}
+    response = predict(server, body)
     _assert_same(_results(response), _expected(reference, qids, 0.0))
     assert response.json()["prediction"]["article"] == f"https://{EN}/wiki/Not_a_page_at_all"
     assert metric_total(server, "mediawiki_request_duration_seconds_count") == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import copy
 import math
 import multiprocessing
 import pickle
@@ -27,6 +28,8 @@ from revscoring_server.scoring import (
     jsonable,
     load_model,
     score_revision,
+    warm_up,
+    warm_up_docs,
 )
 from wikiserve.errors import InvalidRequest
 
@@ -210,3 +213,22 @@ def test_response_and_event_scores():
     }
     topics = event_scores("drafttopic", "1", {"prediction": ["A", "B"], "probability": {"A": 0.9, "B": 0.6}})
     assert topics["drafttopic"]["prediction"] == ["A", "B"]
+
+
+def test_warm_up_scores_a_synthetic_edit_and_rejects_a_broken_binary(tiny_models, tmp_path):
+    for name, content_model in (
+        ("binary", "wikitext"),
+        ("multiclass", "wikitext"),
+        ("multilabel", "wikibase-item"),
+    ):
+        docs = warm_up_docs(content_model, needs_parent=name == "binary", needs_user=name == "binary")
+        warm_up(str(tiny_models[name]), name, docs)
+    # A binary whose feature list does not match its estimator only fails when it scores.
+    model = load_model(tiny_models["multiclass"])
+    broken_model = copy.copy(model)
+    broken_model.features = model.features + model.features[:1]
+    broken = tmp_path / "broken.bin"
+    with open(broken, "wb") as handle:
+        broken_model.dump(handle)
+    with pytest.raises(ModelLoadError, match="failed to score a synthetic edit: Scoring revision 2 failed"):
+        warm_up(str(broken), "articlequality", warm_up_docs("wikitext", False, False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -64,6 +65,8 @@ def servers(tiny_models) -> Iterator[dict[str, Any]]:
             server.wait_ready(["enwiki-damaging"])
         yield {**started, "upstream": upstream}
     finally:
+        for server in started.values():  # SIGTERM both first: they shut down in parallel
+            server.process.send_signal(signal.SIGTERM)
         for server in started.values():
             server.stop()
         upstream.server.shutdown()

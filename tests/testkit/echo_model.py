@@ -25,8 +25,10 @@ class EchoModel(kserve.Model):
     async def preprocess(self, payload: object, headers: dict[str, str] | None = None) -> dict:
         body = parse_body(payload)
         reject_unknown_fields(body, {"rev_id", "sleep_s"})
-        return {"rev_id": require_int(body, "rev_id"),
-                "sleep_s": optional_float(body, "sleep_s", 0.0, 0.0, 60.0)}
+        return {
+            "rev_id": require_int(body, "rev_id"),
+            "sleep_s": optional_float(body, "sleep_s", 0.0, 0.0, 60.0),
+        }
 
     async def predict(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
         await asyncio.sleep(payload["sleep_s"])

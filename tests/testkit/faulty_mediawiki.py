@@ -119,8 +119,12 @@ class FaultyMediaWiki:
             raise asyncio.CancelledError
         if fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-            return web.Response(status=fault.status, text="<html>upstream trouble</html>", headers=headers,
-                                content_type="text/html")
+            return web.Response(
+                status=fault.status,
+                text="<html>upstream trouble</html>",
+                headers=headers,
+                content_type="text/html",
+            )
         if fault.kind == "invalid_json":
             return web.Response(text="<?php Fatal error: not JSON", content_type="application/json")
         if fault.kind == "truncated":
@@ -132,8 +136,9 @@ class FaultyMediaWiki:
 
     async def _truncated(self, request: web.Request) -> web.StreamResponse:
         body = json.dumps({"batchcomplete": True, "query": {"pages": []}}).encode()
-        response = web.StreamResponse(headers={"Content-Type": "application/json",
-                                               "Content-Length": str(len(body) * 2)})
+        response = web.StreamResponse(
+            headers={"Content-Type": "application/json", "Content-Length": str(len(body) * 2)}
+        )
         await response.prepare(request)
         await response.write(body)
         request.transport.close()  # type: ignore[union-attr]
@@ -146,13 +151,17 @@ class FaultyMediaWiki:
 
     async def _forward(self, request: web.Request) -> web.Response:
         assert self._session is not None
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("host", "user-agent", "content-type")}
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() in ("host", "user-agent", "content-type")
+        }
         body = await request.read()
-        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                         data=body or None) as upstream:
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=body or None
+        ) as upstream:
             payload = await upstream.read()
-            return web.Response(status=upstream.status, body=payload,
-                                content_type=upstream.content_type or "application/json")
+            return web.Response(
+                status=upstream.status, body=payload, content_type=upstream.content_type or "application/json"
+            )
 
 
 def _is_continuation(params: dict[str, str]) -> bool:

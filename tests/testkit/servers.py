@@ -36,8 +36,9 @@ class ServerProcess:
         # The venv's .pth file puts the source folders on sys.path; tests/ is added for test-only servers.
         python_path = os.pathsep.join(filter(None, [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH")]))
         full_env = {**os.environ, "PYTHONPATH": python_path, **env}
-        self.process = subprocess.Popen(list(argv), env=full_env, cwd=REPO_ROOT, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            list(argv), env=full_env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, model_names: Sequence[str], timeout_s: float = 120.0) -> None:
         """Waits until every model answers ready on `GET /v1/models/<name>`; fails with the server's log."""
@@ -56,7 +57,9 @@ class ServerProcess:
                 pass
             time.sleep(0.2)
 
-    def predict(self, model: str, body: object, timeout_s: float = 60.0, **kwargs: object) -> requests.Response:
+    def predict(
+        self, model: str, body: object, timeout_s: float = 60.0, **kwargs: object
+    ) -> requests.Response:
         return requests.post(f"{self.url}/v1/models/{model}:predict", json=body, timeout=timeout_s, **kwargs)
 
     def log_tail(self, lines: int = 60) -> str:
@@ -75,8 +78,14 @@ class ServerProcess:
         return self.process.returncode
 
 
-def start_server(name: str, module_args: Sequence[str], env: Mapping[str, str], model_names: Sequence[str],
-                 port: int | None = None, timeout_s: float = 120.0) -> ServerProcess:
+def start_server(
+    name: str,
+    module_args: Sequence[str],
+    env: Mapping[str, str],
+    model_names: Sequence[str],
+    port: int | None = None,
+    timeout_s: float = 120.0,
+) -> ServerProcess:
     """Starts `python -m <module_args...>` with `env` (plus --http_port) and waits until its models are ready."""
     port = port or free_port()
     argv = [sys.executable, "-m", *module_args, f"--http_port={port}"]

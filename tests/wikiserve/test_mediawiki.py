@@ -31,8 +31,9 @@ def faults(proxy):
 
 def call(url: str, **params) -> dict:
     """One `get` through a fresh pool, as a server would make it, reading enwiki."""
-    settings = MediaWikiSettings(url=url, timeout_s=TIMEOUT_S, attempts=ATTEMPTS, backoff_base_s=0.01,
-                                 backoff_cap_s=0.2)
+    settings = MediaWikiSettings(
+        url=url, timeout_s=TIMEOUT_S, attempts=ATTEMPTS, backoff_base_s=0.01, backoff_cap_s=0.2
+    )
 
     async def run() -> dict:
         pool = MediaWikiPool(settings)
@@ -54,21 +55,27 @@ def test_a_good_call_reaches_the_right_wiki(farm, faults):
     assert faults.requests[-1]["formatversion"] == "2"
 
 
-@pytest.mark.parametrize("fault, error, kind", [
-    ({"kind": "status", "status": 500}, MediaWikiUnavailable, "http_5xx"),
-    ({"kind": "status", "status": 502}, MediaWikiUnavailable, "http_5xx"),
-    ({"kind": "status", "status": 503}, MediaWikiUnavailable, "http_5xx"),
-    ({"kind": "status", "status": 429, "retry_after": "0"}, MediaWikiUnavailable, "rate_limited"),
-    ({"kind": "invalid_json"}, MediaWikiError, "bad_response"),
-    ({"kind": "truncated"}, MediaWikiError, "bad_response"),
-    ({"kind": "reset"}, MediaWikiUnavailable, "unavailable"),
-    ({"kind": "delay", "delay_s": TIMEOUT_S * 4}, MediaWikiTimeout, "timeout"),
-    ({"kind": "api_error", "api_code": "maxlag"}, MediaWikiUnavailable, "api_maxlag"),
-    ({"kind": "api_error", "api_code": "ratelimited"}, MediaWikiUnavailable, "api_ratelimited"),
-    ({"kind": "api_error", "api_code": "readonly"}, MediaWikiUnavailable, "api_readonly"),
-    ({"kind": "api_error", "api_code": "internal_api_error_DBConnectionError"}, MediaWikiUnavailable,
-     "api_internal_api_error"),
-])
+@pytest.mark.parametrize(
+    "fault, error, kind",
+    [
+        ({"kind": "status", "status": 500}, MediaWikiUnavailable, "http_5xx"),
+        ({"kind": "status", "status": 502}, MediaWikiUnavailable, "http_5xx"),
+        ({"kind": "status", "status": 503}, MediaWikiUnavailable, "http_5xx"),
+        ({"kind": "status", "status": 429, "retry_after": "0"}, MediaWikiUnavailable, "rate_limited"),
+        ({"kind": "invalid_json"}, MediaWikiError, "bad_response"),
+        ({"kind": "truncated"}, MediaWikiError, "bad_response"),
+        ({"kind": "reset"}, MediaWikiUnavailable, "unavailable"),
+        ({"kind": "delay", "delay_s": TIMEOUT_S * 4}, MediaWikiTimeout, "timeout"),
+        ({"kind": "api_error", "api_code": "maxlag"}, MediaWikiUnavailable, "api_maxlag"),
+        ({"kind": "api_error", "api_code": "ratelimited"}, MediaWikiUnavailable, "api_ratelimited"),
+        ({"kind": "api_error", "api_code": "readonly"}, MediaWikiUnavailable, "api_readonly"),
+        (
+            {"kind": "api_error", "api_code": "internal_api_error_DBConnectionError"},
+            MediaWikiUnavailable,
+            "api_internal_api_error",
+        ),
+    ],
+)
 def test_transient_faults_are_retried_then_fail_with_a_5xx(farm, faults, fault, error, kind):
     faults.inject(times=-1, **fault)
     started = time.monotonic()
@@ -119,8 +126,9 @@ def test_refused_connections_fail_fast_with_503():
 
 def test_continuation_dropped_mid_way_is_an_error(farm, faults):
     async def walk() -> int:
-        pool = MediaWikiPool(MediaWikiSettings(url=faults.url, timeout_s=TIMEOUT_S, attempts=2,
-                                               backoff_base_s=0.01))
+        pool = MediaWikiPool(
+            MediaWikiSettings(url=faults.url, timeout_s=TIMEOUT_S, attempts=2, backoff_base_s=0.01)
+        )
         try:
             pages = 0
             async for _ in pool.client("en.wikipedia.org").query_continued(list="allpages", aplimit=2):

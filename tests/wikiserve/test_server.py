@@ -12,8 +12,9 @@ from testkit.servers import start_server
 
 @pytest.fixture(scope="module")
 def echo_server():
-    server = start_server("echo", ["testkit.echo_model"], {"MAX_BODY_BYTES": "4096", "SHUTDOWN_GRACE_S": "10"},
-                          ["echo"])
+    server = start_server(
+        "echo", ["testkit.echo_model"], {"MAX_BODY_BYTES": "4096", "SHUTDOWN_GRACE_S": "10"}, ["echo"]
+    )
     yield server
     server.stop()
 
@@ -22,26 +23,35 @@ def test_valid_request_gets_a_request_id(echo_server):
     response = echo_server.predict("echo", {"rev_id": 5}, headers={"x-request-id": "abc-123"})
     assert response.status_code == 200 and response.json() == {"rev_id": 5}
     assert response.headers["x-request-id"] == "abc-123"
-    assert requests.post(f"{echo_server.url}/v1/models/echo:predict", json={"rev_id": 5}).headers["x-request-id"]
+    assert requests.post(f"{echo_server.url}/v1/models/echo:predict", json={"rev_id": 5}).headers[
+        "x-request-id"
+    ]
 
 
 def test_body_without_json_content_type_works(echo_server):
-    response = requests.post(f"{echo_server.url}/v1/models/echo:predict", data='{"rev_id": 7}',
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = requests.post(
+        f"{echo_server.url}/v1/models/echo:predict",
+        data='{"rev_id": 7}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert response.status_code == 200 and response.json() == {"rev_id": 7}
 
 
-@pytest.mark.parametrize("body, content_type, status, message", [
-    ("{bad", "application/json", 400, "request format"),
-    ("{bad", "text/plain", 400, "not valid JSON"),
-    ("[1]", "application/json", 400, "JSON object"),
-    ("", "text/plain", 400, "empty"),
-    ('{"rev_id": "5"}', "application/json", 400, "integer"),
-    ('{"rev_id": 5, "x": 1}', "application/json", 400, "Unknown field"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, status, message",
+    [
+        ("{bad", "application/json", 400, "request format"),
+        ("{bad", "text/plain", 400, "not valid JSON"),
+        ("[1]", "application/json", 400, "JSON object"),
+        ("", "text/plain", 400, "empty"),
+        ('{"rev_id": "5"}', "application/json", 400, "integer"),
+        ('{"rev_id": 5, "x": 1}', "application/json", 400, "Unknown field"),
+    ],
+)
 def test_bad_input_is_a_clear_4xx(echo_server, body, content_type, status, message):
-    response = requests.post(f"{echo_server.url}/v1/models/echo:predict", data=body,
-                             headers={"Content-Type": content_type})
+    response = requests.post(
+        f"{echo_server.url}/v1/models/echo:predict", data=body, headers={"Content-Type": content_type}
+    )
     assert response.status_code == status
     assert message in response.json()["error"]
 

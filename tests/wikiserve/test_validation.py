@@ -17,10 +17,19 @@ def test_parse_body_accepts_json_objects_in_any_encoding(raw):
     assert parse_body(raw) == {"rev_id": 5}
 
 
-@pytest.mark.parametrize("raw, message", [
-    (b"", "empty"), (b"  ", "empty"), (b"{bad", "not valid JSON"), (b"[1, 2]", "not an array"),
-    (b'"text"', "not a string"), (b"42", "not a number"), (b"null", "not null"), (b"\xff\xfe", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"", "empty"),
+        (b"  ", "empty"),
+        (b"{bad", "not valid JSON"),
+        (b"[1, 2]", "not an array"),
+        (b'"text"', "not a string"),
+        (b"42", "not a number"),
+        (b"null", "not null"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
 def test_parse_body_rejects_non_objects_with_a_message(raw, message):
     with pytest.raises(InvalidRequest, match=message):
         parse_body(raw)
