@@ -13,6 +13,7 @@ from typing import Any
 
 NEWCOMER_SECONDS = 7 * 24 * 3600  # registered less than a week before the edit
 LARGE_REMOVAL_CHARS = 1000
+BAD_WORD_DENSITY = 0.1  # bad/informal words per word added
 QUALITY_NAME_PARTS = ("chars", "ref", "cite", "wikilink", "heading", "template", "image", "claim",
                       "statement", "sitelink", "reference", "label", "description", "categor", "words")
 
@@ -62,14 +63,19 @@ def edit_signals(names: Sequence[str], values: Sequence[Any], language: str = ""
     anon = any(_matching(names, values, "user.is_anon"))
     newcomer = not anon and _newcomer(names, values)
     removed = max(_matching(names, values, "diff", "chars_removed") or [0.0])
-    return {"anon": float(anon), "newcomer": float(newcomer),
-            "bad_added": _bad_words_added(names, values, language), "removed": removed}
+    bad_added = _bad_words_added(names, values, language)
+    words_added = max(_matching(names, values, "revision.diff.words_change") or [0.0])
+    # A long expansion may hit a word list by chance; vandalism is short and dense with such words.
+    bad_density = bad_added / words_added if words_added > 0 else float(bad_added > 0)
+    return {"anon": float(anon), "newcomer": float(newcomer), "bad_added": bad_added,
+            "bad_density": bad_density, "removed": removed}
 
 
 def damage_score(names: Sequence[str], values: Sequence[Any], language: str = "") -> float:
-    """2 for added bad words, 1 each for an anonymous/newcomer editor and for a large removal."""
+    """2 for added bad words (> 10% of the added words), 1 each for an anonymous/newcomer editor and for
+    a large removal."""
     signals = edit_signals(names, values, language)
-    return (2.0 * (signals["bad_added"] > 0) + signals["anon"] + signals["newcomer"]
+    return (2.0 * (signals["bad_density"] > BAD_WORD_DENSITY) + signals["anon"] + signals["newcomer"]
             + (signals["removed"] > LARGE_REMOVAL_CHARS))
 
 

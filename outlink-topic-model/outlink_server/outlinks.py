@@ -22,7 +22,6 @@ TITLES_PER_CALL = 50  # the Action API's limit of titles per query for anonymous
 MAX_TITLES_PARAM_BYTES = 4000  # keeps GET URLs well below the 8 KB that proxies commonly accept
 MAX_LINKS_SCANNED = 25_000  # bounds the continuation loop for pages with huge numbers of red links
 PARALLEL_BATCHES = 4
-_REVISION_ERRORS = re.compile(r"\b(nosuchrevid|permissiondenied)\b")
 QID = re.compile(r"Q[1-9][0-9]*")  # the predictor accepts nothing else in features_str
 
 
@@ -117,12 +116,10 @@ async def _parse_links(client: MediaWikiClient, request: OutlinkRequest) -> dict
     try:
         doc = await client.get(action="parse", oldid=request.revision_id, prop="links")
     except (InvalidRequest, MediaWikiError) as error:
-        # The core's errors carry the API error code in their message only. Both codes are facts about the
-        # revision, not outages: the client gets a 400 saying which.
-        code = _REVISION_ERRORS.search(error.message)
-        if code is None:
+        # Both codes are facts about the revision, not outages: the client gets a 400 saying which.
+        if error.api_code not in ("nosuchrevid", "permissiondenied"):
             raise
-        if code.group() == "nosuchrevid":
+        if error.api_code == "nosuchrevid":
             raise InvalidRequest(f"Revision {request.revision_id} does not exist on {request.domain}.") \
                 from None
         raise InvalidRequest(f"The text of revision {request.revision_id} on {request.domain} is hidden "

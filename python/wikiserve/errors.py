@@ -12,9 +12,12 @@ class ServingError(Exception):
 
     status: int = 500
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, api_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The MediaWiki API error code behind this error, if any (e.g. "nosuchrevid"), for callers that
+        # turn a specific code into a more specific message.
+        self.api_code = api_code
 
 
 class InvalidRequest(ServingError):
@@ -33,8 +36,8 @@ class MediaWikiError(ServingError):
     status = 502
     kind = "bad_response"
 
-    def __init__(self, message: str, kind: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, kind: str | None = None, api_code: str | None = None) -> None:
+        super().__init__(message, api_code)
         if kind is not None:
             self.kind = kind
 

@@ -132,7 +132,8 @@ def revision_score_event(
 ) -> dict[str, Any]:
     """A `mediawiki/revision/score` 2.0.0 event for `source`.
 
-    `scores` maps model name to `{"model_name", "model_version", "prediction": [str], "probability": {str: num}}`.
+    `scores` maps model name to
+    `{"model_name", "model_version", "prediction": [str], "probability": {str: number}}`.
     """
     now = now or datetime.now(UTC)
     meta: dict[str, Any] = {

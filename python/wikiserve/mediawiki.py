@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 # API error codes worth another try: the wiki is busy or briefly refusing writes/reads.
 TRANSIENT_API_ERRORS = {"maxlag", "ratelimited", "readonly", "internal_api_error_DBQueryError"}
 TRANSIENT_HTTP_STATUSES = {429, 500, 502, 503, 504}
-API_ERROR_STATUS_OVERRIDES = {"nosuchrevid": 400, "badrevids": 400, "missingtitle": 400, "nosuchpageid": 400}
+# API error codes that describe the request's subject (no such revision or page, hidden text), not an outage.
+CLIENT_API_ERRORS = {"nosuchrevid", "badrevids", "missingtitle", "nosuchpageid", "permissiondenied"}
 
 
 class HTTPStatusFailure(Exception):
@@ -216,10 +217,10 @@ class MediaWikiClient:
         code = str(error.code)
         message = f"MediaWiki API at {self.api_url} ({self.domain}) returned error '{code}': {error.info}"
         if code in TRANSIENT_API_ERRORS or code.startswith("internal_api_error_"):
-            return _Transient(MediaWikiUnavailable(message, kind=f"api_{_metric_code(code)}"))
-        if code in API_ERROR_STATUS_OVERRIDES:
-            return InvalidRequest(message)
-        return MediaWikiError(message, kind="api_error")
+            return _Transient(MediaWikiUnavailable(message, kind=f"api_{_metric_code(code)}", api_code=code))
+        if code in CLIENT_API_ERRORS:
+            return InvalidRequest(message, api_code=code)
+        return MediaWikiError(message, kind="api_error", api_code=code)
 
 
 def _metric_code(code: str) -> str:

@@ -60,14 +60,14 @@ async def fetch_docs(client: MediaWikiClient, dbname: str, rev_id: int, plan: Fe
         )
     )
     docs = ApiDocs(rev_id=rev_id, revision=doc, calls=["revision"])
-    revision = _only_revision(doc, rev_id, dbname)
+    page, revision = _only_revision(doc, rev_id, dbname)
     _check_readable(revision, rev_id, dbname, plan.content_models)
-    await asyncio.gather(*_dependent_fetches(client, docs, revision, plan))
+    await asyncio.gather(*_dependent_fetches(client, docs, page, revision, plan))
     return docs
 
 
 def _dependent_fetches(
-    client: MediaWikiClient, docs: ApiDocs, revision: dict[str, Any], plan: FetchPlan
+    client: MediaWikiClient, docs: ApiDocs, page: dict[str, Any], revision: dict[str, Any], plan: FetchPlan
 ) -> list:
     fetches = []
     parent_id = revision.get("parentid") or 0
@@ -78,15 +78,13 @@ def _dependent_fetches(
     if Need.USER_INFO in plan.needs and user_text and revision.get("userid", 0) > 0:
         fetches.append(_fetch_user(client, docs, user_text))
     if Need.PAGE_CREATION in plan.needs:
-        fetches.append(
-            _fetch_page_creation(client, docs, revision["page"]["pageid"], plan.page_creation_text)
-        )
+        fetches.append(_fetch_page_creation(client, docs, page["pageid"], plan.page_creation_text))
     if Need.USER_LAST_REVISION in plan.needs and user_text:
         fetches.append(
             _fetch_last_user_revision(client, docs, user_text, revision["timestamp"], plan.last_revision_text)
         )
     if Need.PROPERTY_SUGGESTIONS in plan.needs:
-        fetches.append(_fetch_property_suggestions(client, docs, revision["page"]["title"]))
+        fetches.append(_fetch_property_suggestions(client, docs, page["title"]))
     return fetches
 
 
@@ -150,15 +148,18 @@ async def _fetch_last_user_revision(
 
 
 async def _fetch_property_suggestions(client: MediaWikiClient, docs: ApiDocs, entity_id: str) -> None:
-    """Wikidata's WikibaseSuggester. A wiki without it answers `unknown_action`: that is a 502 naming the
-    API (the upstream cannot serve this model), not a client error and not a silently wrong score."""
+    """Wikidata's WikibaseSuggester. A wiki without it rejects the action (`unknown_action`, or `badvalue`
+    for the `action` parameter on current MediaWiki): that is a 502 naming the API (the upstream cannot
+    serve this model), not a client error and not a silently wrong score."""
     docs.entity_id = entity_id
     try:
         docs.property_suggestions = await client.get(
             action="wbsgetsuggestions", entity=entity_id, include="all", limit=50
         )
     except MediaWikiError as error:
-        if "'unknown_action'" in error.message:
+        if "'unknown_action'" in error.message or (
+            "'badvalue'" in error.message and "action" in error.message
+        ):
             raise MediaWikiError(
                 f"{error.message} (property suggestions need the WikibaseSuggester extension on the wiki)",
                 kind="unsupported_action",
@@ -167,7 +168,8 @@ async def _fetch_property_suggestions(client: MediaWikiClient, docs: ApiDocs, en
     docs.calls.append("property_suggestions")
 
 
-def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> dict[str, Any]:
+def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The page and revision docs of `rev_id` in a prop=revisions answer."""
     query = doc.get("query") or {}
     if str(rev_id) in (query.get("badrevids") or {}):
         raise InvalidRequest(
@@ -177,7 +179,7 @@ def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> dict[str, A
     for page in (query.get("pages") or {}).values():
         for revision in page.get("revisions") or []:
             if revision.get("revid") == rev_id:
-                return revision
+                return page, revision
     raise InvalidRequest(f"Revision {rev_id} was not found on {dbname}.")
 
 

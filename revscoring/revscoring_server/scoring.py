@@ -187,8 +187,6 @@ def _http_cache(docs: ApiDocs) -> MWAPICache:
         http_cache.add_revisions_batch_doc([docs.parent_id], docs.parent)
     if docs.user is not None and docs.user_text is not None:
         http_cache.add_users_batch_doc([docs.user_text], docs.user)
-    if docs.last_user_revision is not None and docs.user_text is not None:
-        http_cache.add_usercontribs_doc(docs.user_text, docs.last_user_revision)
     if docs.property_suggestions is not None and docs.entity_id is not None:
         http_cache.add_wbsgetsuggestions_doc(docs.entity_id, docs.property_suggestions)
     return http_cache
@@ -197,14 +195,19 @@ def _http_cache(docs: ApiDocs) -> MWAPICache:
 def _solve_cache(extractor: Extractor, docs: ApiDocs) -> dict:
     """Values injected straight into the solve cache, for datasources MWAPICache cannot serve.
 
-    revscoring's `get_page_creation_doc` reads a cached doc with `.values()['revisions']`, which fails, so
-    the page-creation revision doc is injected as the datasource's value instead.
+    revscoring's `get_page_creation_doc` reads a cached doc with `.values()['revisions']`, which fails, and
+    its `LastUserRevDoc` asks for `revision.user.last_revision.text`, which does not exist: so both
+    documents are injected as their datasources' values instead.
     """
     cache: dict = {}
     page = getattr(extractor.revision, "page", None)
     creation = getattr(page, "creation", None)
     if docs.page_creation is not None and creation is not None:
         cache[creation.doc] = docs.page_creation
+    last_revision = getattr(getattr(extractor.revision, "user", None), "last_revision", None)
+    if docs.last_user_revision is not None and last_revision is not None:
+        contribs = docs.last_user_revision.get("query", {}).get("usercontribs") or []
+        cache[last_revision.doc] = contribs[0] if contribs else None  # no earlier edit is fine
     return cache
 
 

@@ -104,3 +104,52 @@ def test_formatversion1_conversion():
         and "user" not in hidden_revision
     )
     assert to_formatversion1(bad_revids_doc(9))["query"]["badrevids"] == {"9": {"revid": 9, "missing": ""}}
+
+
+class WikidataLikeClient(ScriptedClient):
+    """Also answers the page-creation, user-contributions and property-suggestion queries."""
+
+    async def get(self, **params: Any) -> dict:
+        if params.get("pageids") is not None:
+            self.calls.append(params)
+            return revision_doc(90, 0, "first", page_id=params["pageids"])
+        if params.get("list") == "usercontribs":
+            self.calls.append(params)
+            return {
+                "batchcomplete": True,
+                "query": {
+                    "usercontribs": [
+                        {
+                            "userid": 5,
+                            "user": "Alice",
+                            "revid": 95,
+                            "parentid": 94,
+                            "timestamp": "2024-01-01T03:04:05Z",
+                            "comment": "earlier",
+                            "size": 10,
+                            "minor": False,
+                        }
+                    ]
+                },
+            }
+        if params.get("action") == "wbsgetsuggestions":
+            self.calls.append(params)
+            return {"search": [{"id": "P31"}], "success": 1}
+        return await super().get(**params)
+
+
+async def test_page_creation_last_user_revision_and_suggestions_are_fetched_concurrently():
+    plan = FetchPlan(
+        needs=frozenset({Need.PAGE_CREATION, Need.USER_LAST_REVISION, Need.PROPERTY_SUGGESTIONS}),
+        content_models=("wikitext",),
+    )
+    client = WikidataLikeClient({101: revision_doc(101, 100, "text", title="Q42")})
+    docs = await fetch_docs(client, "wikidatawiki", 101, plan)
+    assert sorted(docs.calls) == ["last_user_revision", "page_creation", "property_suggestions", "revision"]
+    assert docs.page_creation["revid"] == 90  # the revision doc itself, ready for the solve cache
+    contribs = next(call for call in client.calls if call.get("list") == "usercontribs")
+    assert (
+        contribs["ucuser"] == "Alice" and contribs["ucstart"] == "2024-01-02T03:04:04Z"
+    )  # one second earlier
+    assert docs.entity_id == "Q42" and docs.property_suggestions["search"] == [{"id": "P31"}]
+    assert docs.last_user_revision["query"]["usercontribs"][0]["revid"] == 95

@@ -13,6 +13,8 @@ import mwapi
 import numpy as np
 import pytest
 from revscoring.extractors.api import Extractor
+from revscoring.features import revision_oriented, temporal
+from revscoring.scoring.models import GradientBoosting
 from revscoring_testdata import bad_revids_doc, revision_doc, users_doc
 
 from revscoring_server import scoring
@@ -232,3 +234,34 @@ def test_warm_up_scores_a_synthetic_edit_and_rejects_a_broken_binary(tiny_models
         broken_model.dump(handle)
     with pytest.raises(ModelLoadError, match="failed to score a synthetic edit: Scoring revision 2 failed"):
         warm_up(str(broken), "articlequality", warm_up_docs("wikitext", False, False))
+
+
+def test_page_creation_and_last_user_revision_come_from_the_prefetched_docs(tmp_path):
+    """revscoring's own MWAPICache lookup of the page creation is broken; the solve-cache injection is not."""
+    features = [
+        temporal.revision.page.creation.seconds_since,
+        temporal.revision.user.last_revision.seconds_since,
+        revision_oriented.revision.user.is_anon,
+    ]
+    path = tmp_path / "temporal.bin"
+    model = GradientBoosting(features, labels=[True, False], version="1", n_estimators=3)
+    model.train([([float(i), float(i * 2), bool(i % 2)], i % 3 == 0) for i in range(30)])
+    with open(path, "wb") as handle:
+        model.dump(handle)
+    creation = to_formatversion1(revision_doc(90, 0, "first"))["query"]["pages"]["10"]["revisions"][0]
+    creation["timestamp"] = "2024-01-01T03:04:05Z"  # one day before the scored revision
+    contribs = {
+        "query": {"usercontribs": [{"revid": 95, "timestamp": "2024-01-02T02:04:05Z", "comment": "x"}]}
+    }
+    docs = ApiDocs(
+        rev_id=101,
+        revision=to_formatversion1(revision_doc(101, 100, NEW_TEXT)),
+        user_text="Alice",
+        page_creation=creation,
+        last_user_revision=contribs,
+    )
+    entry = score_revision(ScoreJob(str(path), "damaging", 101, docs, extended_output=True))
+    features = entry["features"]
+    print(features)
+    assert features["feature.revision.page.creation.seconds_since"] == 86400
+    assert features["feature.revision.user.last_revision.seconds_since"] == 3600
