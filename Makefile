@@ -17,7 +17,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .state/setup
-REQUIREMENTS := $(wildcard requirements/*.txt)
+REQUIREMENTS := $(filter-out requirements/apt-%.txt,$(wildcard requirements/*.txt))
 APT_LISTS := $(wildcard requirements/apt-*.txt) requirements/dictionaries.tsv requirements/install-apt.sh
 PTH_FILE_NAME := lift-wing-dev.pth
 

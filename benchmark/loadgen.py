@@ -117,12 +117,16 @@ class _Run:
         return spec
 
     def record(self, spec: RequestSpec, started: float, finished: float, error: str | None) -> None:
-        if started < self.measure_from or finished > self.deadline:
-            return  # warm-up, or finished after the window closed: neither counts
+        if started < self.measure_from:
+            return  # warm-up
         result = self.result
         if error is None:
+            # A request that outlived the window still tells its latency (a slow kind must not vanish
+            # from the percentiles because it is slow), but it does not count towards throughput.
             result.latencies.setdefault(spec.label, []).append(finished - started)
-        else:
+        if finished > self.deadline:
+            return
+        if error is not None:
             result.errors += 1
             if len(result.error_examples) < 5:
                 result.error_examples.append(error)

@@ -193,7 +193,7 @@ async def memory_run(ctx: Context, server: Child, samples: dict[int, Memory]) ->
 async def sweep(ctx: Context, server: Child) -> None:
     settings = ctx.settings
     for concurrency in settings.concurrencies:
-        cpu_before = tree_cpu(server.process.pid)
+        cpu_before = tree_cpu(server.process.pid), tree_cpu(ctx.replay.process.pid)
         result = await load(
             server,
             ctx.ordinary,
@@ -204,8 +204,9 @@ async def sweep(ctx: Context, server: Child) -> None:
         )
         ctx.report.sweep.append(result)
         if concurrency == settings.saturation_concurrency:
+            cpu_after = tree_cpu(server.process.pid), tree_cpu(ctx.replay.process.pid)
             ctx.report.facts["CPU per request at saturation"] = cpu_per_request(
-                cpu_before, tree_cpu(server.process.pid), result, settings.warmup_s
+                cpu_before, cpu_after, result, settings.warmup_s
             )
         say(
             f"  c={concurrency}: {result.throughput:.1f} req/s, p50 {result.percentile_ms(50):.1f} ms, "
@@ -309,14 +310,27 @@ async def cores_runs(ctx: Context, server: Child) -> None:
 
 
 def cpu_per_request(
-    before: tuple[float, float], after: tuple[float, float], result: LoadResult, warmup_s: float
+    before: tuple[tuple[float, float], tuple[float, float]],
+    after: tuple[tuple[float, float], tuple[float, float]],
+    result: LoadResult,
+    warmup_s: float,
 ) -> str:
-    """CPU time of the server process and of its workers per request; the warm-up's requests used CPU too,
-    so they are counted (estimated from the measured rate)."""
+    """Where the CPU of one request goes: server process, its workers, the MediaWiki stand-in and the load
+    generator. The warm-up's requests used CPU too, so they are counted (estimated from the rate)."""
     total = max(1.0, result.completed + result.throughput * warmup_s)
-    main_ms = (after[0] - before[0]) / total * 1000.0
-    workers_ms = (after[1] - before[1]) / total * 1000.0
-    return f"server process {main_ms:.1f} ms, worker processes {workers_ms:.1f} ms"
+
+    def per_request(seconds: float) -> float:
+        return seconds / total * 1000.0
+
+    (server_before, replay_before), (server_after, replay_after) = before, after
+    main_ms = per_request(server_after[0] - server_before[0])
+    workers_ms = per_request(server_after[1] - server_before[1])
+    replay_ms = per_request(replay_after[0] - replay_before[0])
+    generator_ms = result.generator_cpu_s / max(1, result.completed) * 1000.0
+    return (
+        f"server process {main_ms:.2f} ms, worker processes {workers_ms:.2f} ms, MediaWiki stand-in "
+        f"{replay_ms:.2f} ms, load generator {generator_ms:.2f} ms"
+    )
 
 
 def _ratio(a: float, b: float) -> float:

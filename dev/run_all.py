@@ -49,7 +49,7 @@ def main() -> None:
             # One endpoint for every wiki; the Host header (the wiki's domain) picks the wiki.
             settings = replace(settings, mediawiki=replace(settings.mediawiki, url=farm.url, host=None))
         pool = MediaWikiPool(settings.mediawiki)
-        serve(build_models(settings, models_dir, pool), settings)
+        serve(build_models(settings, models_dir, pool), settings, on_shutdown=[pool.close])
 
 
 if __name__ == "__main__":

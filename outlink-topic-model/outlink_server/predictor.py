@@ -40,13 +40,11 @@ class Prepared:
 
 
 class OutlinkPredictor(kserve.Model):
-    def __init__(self, name: str, model_path: Path, pool: MediaWikiPool, settings: OutlinkSettings,
-                 owns_pool: bool = False) -> None:
+    def __init__(self, name: str, model_path: Path, pool: MediaWikiPool, settings: OutlinkSettings) -> None:
         super().__init__(name)
         self.model_path = model_path
         self.pool = pool
         self.settings = settings
-        self.owns_pool = owns_pool  # run_all shares one pool between many models and closes it itself
         self.wikis = wikipedias()
         self.topic_model: TopicModel | None = None
 
@@ -67,10 +65,6 @@ class OutlinkPredictor(kserve.Model):
     async def predict(self, payload: Prepared, headers: dict[str, str] | None = None) -> dict[str, Any]:
         assert self.topic_model is not None, "predict before load"
         return build_response(payload.request, self.topic_model.scores(payload.features))
-
-    async def stop_async(self) -> None:
-        if self.owns_pool:
-            await self.pool.close()
 
 
 def build_model(model_path: Path, settings: ServerSettings, pool: MediaWikiPool,
@@ -101,8 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         logger.error("Cannot start the outlink topic model: %s", error)
         return 1
-    model.owns_pool = True
-    serve([model], settings)
+    serve([model], settings, on_shutdown=[pool.close])
     return 0
 
 

@@ -156,12 +156,14 @@ class WikiModelServer(kserve.ModelServer):
         self.settings = settings
         self.guard: RequestGuard | None = None
 
-    def start(self, models: Sequence[kserve.Model]) -> None:  # type: ignore[override]
+    def start(  # type: ignore[override]
+        self, models: Sequence[kserve.Model], on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+    ) -> None:
         for model in models:
             self.register_model(model)
-        asyncio.run(self._serve())
+        asyncio.run(self._serve(on_shutdown))
 
-    async def _serve(self) -> None:
+    async def _serve(self, on_shutdown: Sequence[Callable[[], Awaitable[None]]]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
@@ -186,6 +188,8 @@ class WikiModelServer(kserve.ModelServer):
             stop = getattr(model, "stop_async", None)
             if stop is not None:
                 await stop()
+        for hook in on_shutdown:
+            await hook()
 
     async def drain_and_stop(self) -> None:
         """Refuses new requests, lets in-flight ones finish within the grace period, then stops."""
@@ -203,6 +207,13 @@ class WikiModelServer(kserve.ModelServer):
         await self._rest_server.stop()
 
 
-def serve(models: Sequence[kserve.Model], settings: ServerSettings) -> None:
-    """Serves `models` until SIGTERM/SIGINT. Loading happens before this: a model that failed never serves."""
-    WikiModelServer(settings).start(models)
+def serve(
+    models: Sequence[kserve.Model],
+    settings: ServerSettings,
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+) -> None:
+    """Serves `models` until SIGTERM/SIGINT, then awaits each `on_shutdown` hook (e.g. closing a shared pool).
+
+    Loading happens before this: a model that failed to load never serves.
+    """
+    WikiModelServer(settings).start(models, on_shutdown)

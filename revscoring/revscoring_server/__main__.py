@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     workers = pool_from_env(env)  # extraction in worker processes; see workers.py
     try:
         models = [
-            RevscoringModel(find_service(isvc), path, settings, pool, executor=workers, owns_pool=index == 0)
-            for index, (isvc, path) in enumerate(_services(args, env))
+            RevscoringModel(find_service(isvc), path, settings, pool, executor=workers)
+            for isvc, path in _services(args, env)
         ]
     except (UnknownService, ModelLoadError) as error:
         logger.error(f"Cannot start: {error}")
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if workers is not None:
         workers.start()  # fork now: after the models loaded (shared), before the server starts threads
     try:
-        serve(models, settings)
+        serve(models, settings, on_shutdown=[pool.close])  # the pool is shared by all models
     finally:
         if workers is not None:
             workers.close()

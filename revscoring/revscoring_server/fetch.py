@@ -21,7 +21,8 @@ from revscoring_server.model_types import Need
 from wikiserve.errors import InvalidRequest, MediaWikiError
 from wikiserve.mediawiki import MediaWikiClient
 
-# Flags the Action API reports as `true`/`false` in formatversion 2 and as present-or-absent in 1.
+# Exactly what revscoring's own extractor asks for (so features match the ones the models were trained
+# on; note it does not ask for `flags`, so `minor` is never set), plus the content it needs.
 _REVISION_PROPS = sorted(REV_PROPS | {"content"})
 
 

@@ -53,7 +53,6 @@ class RevscoringModel(kserve.Model):
         settings: ServerSettings,
         pool: MediaWikiPool,
         executor: OffLoopExecutor | None = None,
-        owns_pool: bool = False,
     ) -> None:
         super().__init__(service.isvc)
         self.service = service
@@ -61,22 +60,9 @@ class RevscoringModel(kserve.Model):
         self.model_path = str(model_path)
         self.settings = settings
         self.pool = pool
-        self.owns_pool = owns_pool
         self.client = pool.client(service.domain)
         self.executor = executor or OffLoopExecutor()
-        model = load_model(model_path)
-        check_output_shape(model, self.model_type.output, model_path)
-        self.version: str | None = model.version
-        self.plan = fetch_plan(model.features, self.model_type, service.dbname, model_path)
-        warm_up(
-            self.model_path,
-            self.model_type.name,
-            warm_up_docs(
-                self.plan.content_models[0],
-                Need.PARENT_REVISION in self.plan.needs,
-                Need.USER_INFO in self.plan.needs,
-            ),
-        )
+        self.version, self.plan = prepare_binary(model_path, self.model_type, service.dbname)
         self._events: EventGateClient | None = None
         self.ready = True
 
@@ -119,10 +105,6 @@ class RevscoringModel(kserve.Model):
         scores = event_scores(self.model_type.name, self.version, score)
         await self._events.send(revision_score_event(source, self.settings.eventgate.stream, scores))
 
-    async def stop_async(self) -> None:
-        if self.owns_pool:
-            await self.pool.close()
-
 
 def build_model(isvc: str, model_path: Path, settings: ServerSettings, pool: MediaWikiPool) -> kserve.Model:
     """The model for inference service `isvc` with its binary at `model_path`, sharing `pool`.
@@ -130,6 +112,21 @@ def build_model(isvc: str, model_path: Path, settings: ServerSettings, pool: Med
     Raises UnknownService for a name this server does not know, ModelLoadError for a bad binary.
     """
     return RevscoringModel(find_service(isvc), model_path, settings, pool)
+
+
+def prepare_binary(model_path: Path, model_type: ModelType, dbname: str) -> tuple[str | None, FetchPlan]:
+    """Loads and checks a binary for `model_type`, warms it up; returns its version and fetch plan.
+
+    Raises ModelLoadError for anything that would make the service unable to answer correctly.
+    """
+    model = load_model(model_path)
+    check_output_shape(model, model_type.output, model_path)
+    plan = fetch_plan(model.features, model_type, dbname, model_path)
+    docs = warm_up_docs(
+        plan.content_models[0], Need.PARENT_REVISION in plan.needs, Need.USER_INFO in plan.needs
+    )
+    warm_up(str(model_path), model_type.name, docs)
+    return model.version, plan
 
 
 def fetch_plan(features: Any, model_type: ModelType, dbname: str, model_path: Path | str) -> FetchPlan:

@@ -5,9 +5,9 @@ revscoring's native dependencies are not thread-safe (concurrent extraction in t
 under load: "corrupted double-linked list"). Each worker runs one job at a time.
 
 Two lanes. Ordinary jobs go to `workers` processes (default: one per usable core). Jobs whose wikitext is
-large (`heavy_bytes`, revision plus parent) go to one more process running at a lower CPU priority
+large (`heavy_bytes`, revision plus parent) go to as many other processes running at a lower CPU priority
 (`nice`): tokenizing a 500 KB article takes about a second, and it must not hold up the ordinary requests
-queued behind it; it uses the CPU they leave.
+queued behind it; the heavy lane uses the CPU the ordinary one leaves.
 
 `start()` forks the workers, after the models are loaded and before the server starts its threads: the
 workers share the loaded models' memory and find them in `scoring`'s per-process registry. The event loop

@@ -113,3 +113,20 @@ def test_combine_pools_latencies_and_takes_the_median_rate():
     assert merged.throughput == 100.0  # rates 100, 50, 200: the median
     assert merged.completed == 550 and merged.errors == 1
     assert len(merged.latencies["ordinary"]) == 549 and merged.latencies["heavy"] == [1.0]
+
+
+async def test_a_request_outliving_the_window_keeps_its_latency_but_not_its_count():
+    async def handler(request):
+        body = await request.json()
+        await asyncio.sleep(0.5 if body["slow"] else 0.01)
+        return web.json_response({})
+
+    runner, url = await _server(handler)
+    specs = [RequestSpec("/p", b'{"slow": true}', "heavy")] + [RequestSpec("/p", b'{"slow": false}')] * 60
+    try:
+        result = await run_load(url, specs, concurrency=2, duration_s=0.3, progress_s=0)
+    finally:
+        await runner.cleanup()
+    assert len(result.latencies["heavy"]) == 1 and result.latencies["heavy"][0] >= 0.5
+    # the slow one (and the ordinary one in flight at the deadline) finished too late to count
+    assert len(result.latencies["ordinary"]) - 1 <= result.completed <= len(result.latencies["ordinary"])

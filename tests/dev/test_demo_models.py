@@ -104,10 +104,11 @@ def test_outlink_training_is_reproducible(tmp_path):
     models = [fasttext.load_model(str(outlink.build(manifest, tmp_path / name / "model.bin")))
               for name in ("a", "b")]
     bags = ["Q1 Q2", "Q101 Q111 Q121", "Q3 Q102", "Q999999"]
-    # fasttext 0.9.3 is not always bit-reproducible (see fasttext_train.py); its predictions are.
-    predictions = [[(labels, [round(p, 2) for p in probs]) for labels, probs in
-                    (model.predict(bag, k=3) for bag in bags)] for model in models]
-    assert predictions[0] == predictions[1]
+    # fasttext 0.9.3 is not always bit-reproducible (see fasttext_train.py): same labels, close odds.
+    for bag in bags:
+        (labels_a, odds_a), (labels_b, odds_b) = (model.predict(bag, k=3) for model in models)
+        assert labels_a == labels_b, bag
+        assert all(abs(a - b) < 0.05 for a, b in zip(odds_a, odds_b, strict=True)), bag
 
 
 def test_every_row_has_a_model(demo_models):

@@ -14,7 +14,11 @@ import requests
 from revscoring_testdata import EVENT_STREAM
 
 from dev.seed_table import revscoring_rows
-from revscoring_server.model_types import MODEL_TYPES, Output
+from revscoring_server.fetch import FetchPlan, fetch_docs
+from revscoring_server.model_types import MODEL_TYPES, Need, Output
+from wikiserve.config import MediaWikiSettings
+from wikiserve.errors import MediaWikiError
+from wikiserve.mediawiki import MediaWikiPool
 
 ROWS = revscoring_rows()
 SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "events"
@@ -266,3 +270,17 @@ def test_wrong_content_model_is_a_400(revscoring_all, farm):
 def test_an_unknown_model_is_a_404(revscoring_all):
     response = revscoring_all.predict("enwiki-nonsense", {"rev_id": 1})
     assert response.status_code == 404
+
+
+async def test_property_suggestions_from_a_wiki_without_wikibase_suggester_are_a_502(farm):
+    """No current model needs them; if one did, a wiki without WikibaseSuggester must not yield a score."""
+    pool = MediaWikiPool(MediaWikiSettings(url=farm.url, attempts=1))
+    plan = FetchPlan(needs=frozenset({Need.PROPERTY_SUGGESTIONS}), content_models=("wikibase-item",))
+    try:
+        with pytest.raises(MediaWikiError, match="WikibaseSuggester") as info:
+            await fetch_docs(
+                pool.client("www.wikidata.org"), "wikidatawiki", a_revision(farm, "wikidatawiki"), plan
+            )
+    finally:
+        await pool.close()
+    assert info.value.status == 502 and "MediaWiki API" in info.value.message

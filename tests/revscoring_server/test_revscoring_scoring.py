@@ -262,6 +262,5 @@ def test_page_creation_and_last_user_revision_come_from_the_prefetched_docs(tmp_
     )
     entry = score_revision(ScoreJob(str(path), "damaging", 101, docs, extended_output=True))
     features = entry["features"]
-    print(features)
-    assert features["feature.revision.page.creation.seconds_since"] == 86400
-    assert features["feature.revision.user.last_revision.seconds_since"] == 3600
+    assert features["feature.temporal.revision.page.creation.seconds_since"] == 86400
+    assert features["feature.temporal.revision.user.last_revision.seconds_since"] == 3600

@@ -1,0 +1,68 @@
+"""The worker processes that run extraction off the event loop (revscoring_server.workers)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from revscoring_server.fetch import ApiDocs
+from revscoring_server.scoring import ScoreJob
+from revscoring_server.workers import WorkerCrashed, WorkerPool, job_text_bytes, pool_from_env
+
+
+def _where() -> tuple[int, int]:
+    return os.getpid(), os.nice(0)
+
+
+def _die() -> None:
+    os._exit(3)  # what the OOM killer does to a worker, as far as the pool can tell
+
+
+def _revision_doc(text: str) -> dict:
+    return {"query": {"pages": {"1": {"revisions": [{"slots": {"main": {"*": text}}}]}}}}
+
+
+def test_job_weight_is_the_text_of_the_revision_and_its_parent():
+    docs = ApiDocs(rev_id=2, revision=_revision_doc("a" * 700), parent_id=1, parent=_revision_doc("b" * 300))
+    assert job_text_bytes((ScoreJob("m.bin", "damaging", 2, docs),)) == 1000
+    assert job_text_bytes((ScoreJob("m.bin", "damaging", 3, ApiDocs(rev_id=3, revision={})),)) == 0
+    assert job_text_bytes(("not a job",)) == 0
+
+
+def test_pool_size_comes_from_the_environment():
+    assert pool_from_env({"EXTRACTION_WORKERS": "0"}) is None
+    pool = pool_from_env({"EXTRACTION_WORKERS": "3", "HEAVY_REVISION_BYTES": "1234"})
+    assert pool is not None and pool.workers == 3 and pool.heavy_bytes == 1234
+    assert pool_from_env({}).workers == len(os.sched_getaffinity(0))
+
+
+@pytest.fixture
+def pool():
+    # weight = the first argument, so a test picks the lane
+    workers = WorkerPool(2, heavy_bytes=100, weigh=lambda args: args[0] if args else 0)
+    workers.start()
+    yield workers
+    workers.close()
+
+
+def _lane_probe(weight: int) -> tuple[int, int]:
+    return _where()
+
+
+async def test_jobs_run_in_other_processes_and_heavy_ones_at_lower_priority(pool):
+    ordinary_pid, ordinary_nice = await pool.run(_lane_probe, 1)
+    heavy_pid, heavy_nice = await pool.run(_lane_probe, 500)
+    assert os.getpid() not in (ordinary_pid, heavy_pid) and ordinary_pid != heavy_pid
+    assert heavy_nice == ordinary_nice + pool.heavy_nice
+
+
+def _crash(weight: int) -> None:
+    _die()
+
+
+async def test_a_dead_worker_fails_its_request_and_the_pool_recovers(pool):
+    with pytest.raises(WorkerCrashed):
+        await pool.run(_crash, 1)
+    pid, _ = await pool.run(_lane_probe, 1)  # a new set of workers serves the next request
+    assert pid != os.getpid()
