@@ -1,6 +1,6 @@
 # The project's commands. Every target does its own set-up and skips what is already done
 # (stamp files under .state/setup and .venv), so running one twice costs seconds.
-#   make setup      Debian packages, .venv, NLTK stopwords, word vectors
+#   make setup      Debian packages, .venv, NLTK data, word vectors, image wheelhouse
 #   make wiki       the local MediaWiki farm on http://127.0.0.1:8180 (foreground)
 #   make models     demo models for every inference service -> models/<isvc>/model.bin
 #   make run        every inference service in one process on :8080
@@ -21,12 +21,12 @@ REQUIREMENTS := $(filter-out requirements/apt-%.txt,$(wildcard requirements/*.tx
 APT_LISTS := $(wildcard requirements/apt-*.txt) requirements/dictionaries.tsv requirements/install-apt.sh
 PTH_FILE_NAME := lift-wing-dev.pth
 
-.PHONY: help setup wiki models run test lint manifests bench nltk-data clean-venv
+.PHONY: help setup wiki models run test lint manifests bench nltk-data wheelhouse clean-venv
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
 
-setup: $(STAMPS)/apt $(VENV)/.requirements $(VENV)/.pth word2vec/.generated nltk-data
+setup: $(STAMPS)/apt $(VENV)/.requirements $(VENV)/.pth word2vec/.generated nltk-data wheelhouse
 
 # Debian packages: install-apt.sh itself runs apt-get only for missing packages.
 $(STAMPS)/apt: $(APT_LISTS)
@@ -56,6 +56,11 @@ word2vec/.generated: dev/word_vectors.py $(wildcard dev/mediawiki_farm/fixtures/
 # Cheap check each time: NLTK_DATA may point somewhere else than last time.
 nltk-data: $(VENV)/.requirements
 	@$(PY) requirements/ensure_nltk_data.py
+
+# Wheels of every image's pins in .state/wheelhouse, so the image smoke tests install offline
+# (deploy/wheelhouse.py keeps its own hash stamp: a no-op while requirements are unchanged).
+wheelhouse: $(VENV)/.pth
+	$(PY) -m deploy.wheelhouse
 
 wiki: setup
 	$(PY) -m dev.mediawiki_farm serve

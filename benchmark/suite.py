@@ -263,18 +263,20 @@ async def heavy_runs(ctx: Context, server: Child) -> None:
 
 
 async def latency_runs(ctx: Context, server: Child) -> None:
+    """Saturation concurrency without and with added MediaWiki latency, alternating; then the latency at
+    twice the concurrency, which shows whether a shortfall is the server or Little's law (c / latency)."""
     settings, c = ctx.settings, ctx.settings.saturation_concurrency
 
-    def variant(ms: float) -> Variant:
+    def variant(ms: float, concurrency: int = c) -> Variant:
         async def run() -> LoadResult:
             await set_latency(ctx, ms)
             return await load(
                 server,
                 ctx.mediawiki_mix,
-                c,
+                concurrency,
                 duration_s=settings.run_s,
                 warmup_s=settings.warmup_s,
-                name=f"+{ms:g} ms c={c}",
+                name=f"+{ms:g} ms c={concurrency}",
                 progress_s=0,
             )
 
@@ -282,6 +284,11 @@ async def latency_runs(ctx: Context, server: Child) -> None:
 
     try:
         await alternate(ctx, [variant(0.0), variant(settings.latency_ms)])
+        double = await variant(settings.latency_ms, 2 * c)[1]()
+        ctx.runs[f"latency {settings.latency_ms:g} c={2 * c}"] = double
+        ctx.report.facts[f"+{settings.latency_ms:g} ms MediaWiki latency at c={2 * c}"] = (
+            f"{double.throughput:.1f} req/s, p50 {double.percentile_ms(50):.0f} ms"
+        )
     finally:
         await set_latency(ctx, 0.0)
 

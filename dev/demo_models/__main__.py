@@ -1,7 +1,7 @@
 """`python -m dev.demo_models`: writes models/<isvc>/model.bin for every seed-table row.
 
 Rows whose model is current (same builder sources, pins and farm content: see build.fingerprint) are
-skipped, so a second run takes seconds. The farm is used if it already runs on :8180, else started.
+skipped, so a second run takes seconds. A farm is started for the run (set up first if needed).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 import contextlib
 import json
 import logging
+import socket
 import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,20 +20,28 @@ from dev import seed_table
 from dev.demo_models import build, outlink
 
 DEFAULT_MODELS_DIR = seed_table.REPO_ROOT / "models"
-FARM_URL = "http://127.0.0.1:8180"
 
 
 @contextlib.contextmanager
-def farm(url: str = FARM_URL) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(url, manifest) of a running farm: the one already answering at `url`, or one started on its port."""
-    from dev.mediawiki_farm import load_manifest, running_farm
-    from dev.mediawiki_farm.server import probe
+def farm(url: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(url, manifest) of the farm to read: the one at `url` if given, else our own on a free port.
 
-    if probe(url, timeout=2.0):
+    Our own by default: a farm someone else started (another checkout, `make wiki`) may serve other data,
+    and a fixed port could be taken while our farm is being set up.
+    """
+    from dev.mediawiki_farm import load_manifest, running_farm
+
+    if url:
         yield url, load_manifest()
         return
-    with running_farm(port=urllib.parse.urlsplit(url).port or 80) as handle:
+    with running_farm(port=free_port()) as handle:
         yield handle.url, handle.manifest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def manifest_path() -> Path:
@@ -49,7 +57,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--force", action="store_true", help="rebuild current models too")
     parser.add_argument("--only", nargs="*", help="isvc names to build (default: all)")
-    parser.add_argument("--farm-url", default=FARM_URL, help="a farm already running elsewhere")
+    parser.add_argument("--farm-url", help="use this running farm (e.g. http://127.0.0.1:8180) instead of "
+                        "starting one")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(processName)s %(name)s %(message)s")
     logging.getLogger("dev").setLevel(logging.INFO)

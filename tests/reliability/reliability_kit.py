@@ -216,6 +216,10 @@ def metric_sum(samples: Mapping[str, float], name: str, **labels: str) -> float:
 ServerSpec = tuple[str, list[str], dict[str, str], list[str], int]  # name, -m args, env, models, port
 
 
+def metric_delta(before: Mapping[str, float], after: Mapping[str, float], name: str, **labels: str) -> float:
+    return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
+
+
 def start_processes(specs: Sequence[ServerSpec], timeout_s: float = 180.0) -> list[ServerProcess]:
     """Starts every server at once, then waits for all of them: the slow imports overlap."""
     started: list[ServerProcess] = []
@@ -287,3 +291,54 @@ def revision_create_event(wiki: dict[str, Any], rev_id: int, **meta: str) -> dic
         "rev_id": rev_id,
         "rev_timestamp": "2024-01-02T03:04:05Z",
     }
+
+
+def farm_api(farm_url: str, host: str, **params: Any) -> dict[str, Any]:
+    """One Action API call straight to the farm (no proxy, no server code), formatversion 2."""
+    response = requests.get(f"{farm_url}/w/api.php", headers={"Host": host}, timeout=60,
+                            params={"format": "json", "formatversion": 2, **params})
+    response.raise_for_status()
+    return response.json()
+
+
+def reference_revscoring_score(farm_url: str, model_path: Path, rev_id: int) -> dict[str, Any]:
+    """The score revscoring itself gives: its own API extractor against the farm, the model's own `score`."""
+    import mwapi
+    from revscoring.extractors.api import Extractor
+
+    from revscoring import Model
+
+    http = requests.Session()
+    http.headers["Host"] = "en.wikipedia.org"
+    session = mwapi.Session(farm_url, user_agent="reliability tests", api_path="/w/api.php", session=http,
+                            timeout=60)
+    with open(model_path, "rb") as handle:
+        model = Model.load(handle)
+    return model.score(list(Extractor(session).extract(rev_id, model.features)))
+
+
+def reference_outlink_scores(farm_url: str, model_path: Path, title: str) -> dict[str, float]:
+    """Every topic's probability computed from the farm's links and fastText directly."""
+    import fasttext
+
+    params: dict[str, Any] = {"action": "query", "titles": title, "prop": "links", "plnamespace": 0,
+                              "pllimit": "max", "redirects": 1, "continue": ""}
+    linked: list[str] = []
+    while True:
+        doc = farm_api(farm_url, "en.wikipedia.org", **params)
+        linked += [link["title"] for page in doc["query"]["pages"] for link in page.get("links", [])]
+        if "continue" not in doc:
+            break
+        params.update(doc["continue"])
+    qid_of = {}
+    for start in range(0, len(linked), 50):
+        doc = farm_api(farm_url, "en.wikipedia.org", action="query", prop="pageprops", ppprop="wikibase_item",
+                       redirects=1, titles="|".join(linked[start:start + 50]))
+        for page in doc["query"]["pages"]:
+            if page.get("pageprops", {}).get("wikibase_item") and not page.get("missing"):
+                qid_of[page["title"]] = page["pageprops"]["wikibase_item"]
+    model = fasttext.load_model(str(model_path))
+    labels, scores = model.predict(" ".join(qid_of[t] for t in sorted(qid_of)), k=-1, threshold=0.0)
+    # fastText's predict returns p + 1e-5 (it ranks by log(p + 1e-5)); the service reports p.
+    return {label.removeprefix("__label__"): min(1.0, max(0.0, float(score) - 1e-5))
+            for label, score in zip(labels, scores, strict=True)}

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 import requests
-from reliability_kit import MODEL_OF, is_ready, post_raw
+from reliability_kit import (
+    MODEL_OF,
+    OUTLINK_MODEL,
+    REVSCORING_ISVC,
+    is_ready,
+    post_raw,
+    reference_outlink_scores,
+    reference_revscoring_score,
+)
 from testkit.servers import ServerProcess
 
 KINDS = ("revscoring", "predictor", "transformer")
@@ -215,12 +223,35 @@ def test_valid_json_without_a_json_content_type_works(servers, kind, enwiki, bas
 
 def test_after_the_battery_every_server_is_ready_and_scores_as_before(servers, enwiki, baseline):
     for kind in KINDS:
+        assert servers[kind].process.poll() is None
         assert is_ready(servers[kind], MODEL_OF[kind]), kind
         response = servers[kind].predict(MODEL_OF[kind], good(kind, enwiki))
         assert response.status_code == 200, response.text
         assert response.json() == baseline[kind], kind
-        assert servers[kind].process.poll() is None
-    revscoring = baseline["revscoring"]["enwiki"]["scores"][str(enwiki["special"]["good_rev_id"])]
-    probability = revscoring["damaging"]["score"]["probability"]
-    assert abs(sum(probability.values()) - 1.0) < 1e-6
     assert baseline["predictor"] == baseline["transformer"]  # two paths, one answer
+
+
+@pytest.mark.parametrize("rev_key", ["good_rev_id", "anon_rev_id", "newcomer_rev_id"])
+def test_after_the_battery_revscoring_scores_correctly(servers, farm, model_paths, rev_key):
+    """Correct = what revscoring itself computes (its own API extractor, straight to the farm)."""
+    rev_id = farm.manifest["enwiki"]["special"][rev_key]
+    response = servers["revscoring"].predict(REVSCORING_ISVC, {"rev_id": rev_id})
+    assert response.status_code == 200, response.text
+    served = response.json()["enwiki"]["scores"][str(rev_id)]["damaging"]["score"]
+    expected = reference_revscoring_score(farm.url, model_paths["revscoring"], rev_id)
+    assert served["prediction"] == expected["prediction"]
+    for label, probability in expected["probability"].items():
+        assert served["probability"][str(label).lower()] == pytest.approx(probability, abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["predictor", "transformer"])
+def test_after_the_battery_outlink_scores_correctly(servers, farm, model_paths, enwiki, kind):
+    """Correct = fastText's own scores for the Q-ids of the page's links, read straight from the farm."""
+    title = enwiki["special"]["many_links_title"]  # more links than one API page (20 here) holds
+    response = servers[kind].predict(OUTLINK_MODEL, {"lang": "en", "page_title": title, "debug": True})
+    assert response.status_code == 200, response.text
+    served = {entry["topic"]: entry["score"] for entry in response.json()["prediction"]["results"]}
+    expected = reference_outlink_scores(farm.url, model_paths["outlink"], title)
+    assert served.keys() == expected.keys()
+    for topic, score in expected.items():
+        assert served[topic] == pytest.approx(score, abs=1e-6), topic

@@ -75,6 +75,15 @@ def _in_flight(server: ServerProcess, kind: str, body: dict[str, Any]) -> tuple[
     return thread, result
 
 
+def _wait_until_mediawiki_is_asked(proxy: Any) -> None:
+    """The in-flight request has reached MediaWiki (the proxy), where the delay holds it."""
+    deadline = time.monotonic() + 15
+    while not proxy.requests:
+        assert time.monotonic() < deadline, "the request never reached MediaWiki"
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
 def _new_request_refused(server: ServerProcess, kind: str, body: dict[str, Any]) -> Any:
     try:
         response = server.predict(MODEL_OF[kind], body, timeout_s=10)
@@ -91,8 +100,7 @@ def test_sigterm_drains_in_flight_requests_refuses_new_ones_and_exits_0(victims,
     proxy.clear()
     proxy.inject("delay", delay_s=IN_FLIGHT_S, times=1)
     thread, result = _in_flight(server, kind, good(kind, enwiki))
-    time.sleep(0.5)
-    assert len(proxy.requests) == 1  # the request is waiting for MediaWiki
+    _wait_until_mediawiki_is_asked(proxy)
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.2)
@@ -117,7 +125,7 @@ def test_sigterm_with_a_request_outlasting_the_grace_period_still_exits_in_time(
     proxy.clear()
     proxy.inject("delay", delay_s=8, times=-1)
     thread, result = _in_flight(server, kind, good(kind, enwiki))
-    time.sleep(0.5)
+    _wait_until_mediawiki_is_asked(proxy)
     signalled = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     try:

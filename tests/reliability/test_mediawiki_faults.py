@@ -9,6 +9,7 @@ of that kind, and afterwards a healthy server whose next good request succeeds.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from reliability_kit import (
 from testkit.servers import ServerProcess
 
 KINDS = ("revscoring", "predictor")
-SLACK_S = 1.5  # process scheduling, the farm's own latency, the response
+SLACK_S = 2.5  # process scheduling on a busy CI machine, the farm's own latency, the response
 API_ERROR_CODES = ["maxlag", "ratelimited", "readonly", "internal_api_error_DBQueryError",
                    "internal_api_error_MWException"]
 
@@ -119,7 +120,7 @@ def test_transient_faults_are_retried_with_backoff_then_5xx(servers, kind, enwik
         low, high = _backoff_window(retry)
         if fault == "status" and options["status"] == 429:
             low = high = min(float(options["retry_after"]), MW_BACKOFF_CAP_S)  # Retry-After, capped
-        assert low - 0.05 <= gap <= high + 0.4, (retry, gaps)
+        assert low - 0.05 <= gap <= high + 0.75, (retry, gaps)  # above: scheduling noise only
     errors = metric_sum(metric_samples(server), "mediawiki_request_errors_total", kind=metric_kind)
     assert errors - metric_sum(before, "mediawiki_request_errors_total", kind=metric_kind) == MW_ATTEMPTS
     _recovers(server, kind, enwiki, proxy, baseline[kind])
@@ -191,3 +192,21 @@ def test_a_continuation_dropped_mid_way_is_a_5xx_not_a_partial_answer(servers, e
     proxy.clear()
     again = servers["predictor"].predict(MODEL_OF["predictor"], body)
     assert again.status_code == 200 and again.json() == expected.json()
+
+
+def test_probes_and_metrics_answer_while_mediawiki_hangs(servers, kind, enwiki, proxy, baseline):
+    """Requests stuck on MediaWiki must not block the event loop: Kubernetes' probes keep passing."""
+    proxy.inject("delay", delay_s=3 * MW_TIMEOUT_S, times=-1)
+    with ThreadPoolExecutor(8) as pool:
+        stuck = [pool.submit(servers[kind].predict, MODEL_OF[kind], good(kind, enwiki)) for _ in range(8)]
+        deadline = time.monotonic() + 10
+        while len(proxy.requests) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(5):
+            started = time.monotonic()
+            assert is_ready(servers[kind], MODEL_OF[kind])
+            assert metric_samples(servers[kind])
+            assert time.monotonic() - started < 1.0
+        statuses = [future.result().status_code for future in stuck]
+    assert statuses == [504] * 8
+    _recovers(servers[kind], kind, enwiki, proxy, baseline[kind])

@@ -54,7 +54,8 @@ async def test_jobs_run_in_other_processes_and_heavy_ones_at_lower_priority(pool
     ordinary_pid, ordinary_nice = await pool.run(_lane_probe, 1)
     heavy_pid, heavy_nice = await pool.run(_lane_probe, 500)
     assert os.getpid() not in (ordinary_pid, heavy_pid) and ordinary_pid != heavy_pid
-    assert heavy_nice == ordinary_nice + pool.heavy_nice
+    assert ordinary_nice == os.nice(0) + pool.nice
+    assert heavy_nice == os.nice(0) + pool.heavy_nice
 
 
 def _crash(weight: int) -> None:
