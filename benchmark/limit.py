@@ -113,8 +113,11 @@ def main(argv: list[str] | None = None) -> None:
     ordinary_ms = single_times_ms(work, ordinary)
     heavy_ms = single_times_ms(work, heavy)
     limit = measure_limit(work, ordinary, processes=args.processes, duration_s=args.duration)
+    # One process as well: how far this machine, as busy as it is right now, lets any work scale.
+    alone = measure_limit(work, ordinary, processes=1, duration_s=args.duration / 2)
     result = {
         "throughput": limit.throughput,
+        "one_process": alone.throughput,
         "processes": limit.processes,
         "ordinary_ms_median": statistics.median(ordinary_ms),
         "heavy_ms_median": statistics.median(heavy_ms) if heavy_ms else None,

@@ -1,7 +1,8 @@
 """Recording: the real server runs against a recording proxy in front of the farm, once per target.
 
 Each candidate request is sent once; the proxy stores every MediaWiki answer. Requests the server answers
-with 200 make the load mix. The recording is reused until the farm's manifest changes (or `--record`).
+with 200 make the load mix. The recording is reused until the farm's manifest or the model changes (or
+`--record` is given).
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ class Prepared:
     skipped: list[dict]  # candidates the server refused during recording, with the status
 
 
-def manifest_digest(repo: Path) -> str:
-    return hashlib.sha256((repo / ".state" / "farm" / "manifest.json").read_bytes()).hexdigest()[:16]
+def recording_digest(repo: Path, target: Target) -> str:
+    """What a recording depends on: the farm's content, and the model (its features decide the API calls)."""
+    digest = hashlib.sha256((repo / ".state" / "farm" / "manifest.json").read_bytes())
+    digest.update(target.model_path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def paths_for(state_dir: Path, target: Target) -> tuple[Path, Path]:
@@ -48,7 +52,7 @@ def load_prepared(state_dir: Path, target: Target, repo: Path) -> Prepared | Non
     if not (recording_path.exists() and mix_path.exists()):
         return None
     mix = json.loads(mix_path.read_text())
-    if mix.get("manifest") != manifest_digest(repo):
+    if mix.get("digest") != recording_digest(repo, target):
         return None
     return Prepared(
         recording_path,
@@ -132,7 +136,7 @@ def _save(prepared: Prepared, recording: Recording, target: Target, state_dir: P
         )
     recording.save(prepared.recording_path)
     mix = {
-        "manifest": manifest_digest(repo),
+        "digest": recording_digest(repo, target),
         "target": target.name,
         "ordinary": [c.body for c in prepared.ordinary],
         "heavy": [c.body for c in prepared.heavy],

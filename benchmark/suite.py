@@ -32,6 +32,7 @@ class BenchSettings:
     heavy_concurrency: int = 8
     heavy_run_s: float = 12.0
     rounds: int = 3  # A/B comparisons alternate this many times
+    heavy_rounds: int = 2  # heavy runs are long (clients wait on queued heavy requests at the end)
     latency_ms: float = 50.0
     saturation_concurrency: int = 32
     memory_counts: tuple[int, ...] = (1_000, 10_000)
@@ -220,10 +221,10 @@ async def sweep(ctx: Context, server: Child) -> None:
 Variant = tuple[str, Callable[[], Awaitable[LoadResult]]]
 
 
-async def alternate(ctx: Context, variants: list[Variant]) -> dict[str, LoadResult]:
-    """Runs the variants in turn, `rounds` times, so that a busy moment of the machine hits all alike."""
+async def alternate(ctx: Context, variants: list[Variant], times: int | None = None) -> dict[str, LoadResult]:
+    """Runs the variants in turn, `times` times, so that a busy moment of the machine hits all alike."""
     rounds: dict[str, list[LoadResult]] = {name: [] for name, _ in variants}
-    for number in range(ctx.settings.rounds):
+    for number in range(times or ctx.settings.rounds):
         for name, run in variants:
             result = await run()
             rounds[name].append(result)
@@ -257,6 +258,7 @@ async def heavy_runs(ctx: Context, server: Child) -> None:
             variant("ordinary only", ctx.ordinary, settings.run_s),
             variant("10% heavy", ctx.heavy_mix, settings.heavy_run_s),
         ],
+        settings.heavy_rounds,
     )
     for name, result in combined.items():
         ctx.report.distributions[f"ordinary requests, c={c}, {name}"] = result.latencies.get(ORDINARY, [])
@@ -340,6 +342,13 @@ def cpu_per_request(
     )
 
 
+def _machine_scaling(limit: dict | None) -> str:
+    """The in-process loop's own 2-process / 1-process ratio in the same run: what the machine allowed."""
+    if not limit or not limit.get("one_process"):
+        return ""
+    return f"; in-process loop, 2 processes / 1: {limit['throughput'] / limit['one_process']:.2f}"
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -405,7 +414,7 @@ def checks(ctx: Context, limit: dict | None, memory: dict[int, Memory]) -> list[
                 _ratio(two.throughput, one.throughput),
                 1.7,
                 detail=f"{two.throughput:.1f} / {one.throughput:.1f} req/s at "
-                f"c={settings.saturation_concurrency}",
+                f"c={settings.saturation_concurrency}" + _machine_scaling(limit),
             )
         )
     out += memory_checks(name, memory, runs)
@@ -466,11 +475,16 @@ async def bench_target(target: Target, prepared: Prepared, settings: BenchSettin
             ctx.ordinary = features_mix(target, prepared, first["features"])
         await server_scenarios(ctx, memory)
         second = await in_process_limit(ctx, prepared)  # before and after: the machine's mood changes
-        limit = dict(first, throughput=(first["throughput"] + second["throughput"]) / 2)
+        limit = dict(
+            first,
+            throughput=(first["throughput"] + second["throughput"]) / 2,
+            one_process=(first["one_process"] + second["one_process"]) / 2,
+        )
         report.limit_throughput = limit["throughput"]
         report.facts["in-process limit"] = (
             f"{first['throughput']:.1f} req/s before the server runs, "
-            f"{second['throughput']:.1f} after; mean {limit['throughput']:.1f}"
+            f"{second['throughput']:.1f} after; mean {limit['throughput']:.1f}; one process alone "
+            f"{limit['one_process']:.1f}"
         )
         report.facts["in-process, one request (median)"] = _single_times(limit)
         stats = await replay_stats(ctx)

@@ -15,7 +15,7 @@ MEDIAWIKI_ERRORS = Counter(
 )
 FEATURE_EXTRACTION_SECONDS = Histogram(
     "feature_extraction_duration_seconds",
-    "Time spent extracting features for one request.",
+    "Time to extract features and score one request, off the event loop (worker queueing included).",
     ["model"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

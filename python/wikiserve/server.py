@@ -117,14 +117,24 @@ async def _send_json(send: Callable, status: int, body: dict, request_id: str) -
 
 
 async def _serving_error(_: Request, error: ServingError) -> ORJSONResponse:
-    level = logging.WARNING if error.status < 500 else logging.ERROR
-    logger.log(level, "Request failed", extra={"status": error.status, "error": error.message})
+    _log_failure(error.status, error.message)
     return ORJSONResponse({"error": error.message}, status_code=error.status)
 
 
 async def _kserve_error(status: int, _: Request, error: Exception) -> ORJSONResponse:
-    logger.warning("Request failed", extra={"status": status, "error": str(error)})
+    _log_failure(status, str(error))
     return ORJSONResponse({"error": str(error)}, status_code=status)
+
+
+def _log_failure(status: int, message: str) -> None:
+    """5xx messages are ours (they name MediaWiki, never client data) and are logged; a 4xx message can echo
+    what the client sent, so by default only its status is logged (DEBUG adds the message)."""
+    if status >= 500:
+        logger.error("Request failed", extra={"status": status, "error": message})
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug("Request refused", extra={"status": status, "error": message})
+    else:
+        logger.info("Request refused", extra={"status": status})
 
 
 async def _unexpected_error(_: Request, error: Exception) -> ORJSONResponse:
@@ -140,6 +150,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelNotFound, functools.partial(_kserve_error, 404))
     app.add_exception_handler(ModelNotReady, functools.partial(_kserve_error, 503))
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+def remove_model_repository_routes(app: FastAPI) -> None:
+    """KServe's V2 model-repository routes would let any client unload a model (leaving the server unready) or
+    load one from a path; models are loaded once, at start-up, from configured paths only."""
+    app.router.routes[:] = [
+        route for route in app.router.routes if not getattr(route, "path", "").startswith("/v2/repository/")
+    ]
 
 
 class WikiModelServer(kserve.ModelServer):
@@ -177,6 +195,7 @@ class WikiModelServer(kserve.ModelServer):
         )
         app: FastAPI = self._rest_server.cfg.app
         install_error_handlers(app)
+        remove_model_repository_routes(app)
         self.guard = RequestGuard(app, self.settings.max_body_bytes)
         self._rest_server.cfg.app = self.guard
         self._rest_server.cfg.timeout_keep_alive = 30
@@ -204,6 +223,8 @@ class WikiModelServer(kserve.ModelServer):
             logger.warning(
                 "Grace period over with requests still in flight", extra={"in_flight": self.guard.in_flight}
             )
+            # uvicorn would otherwise wait for them without limit; the grace period is the limit.
+            self._rest_server.server.force_exit = True
         await self._rest_server.stop()
 
 

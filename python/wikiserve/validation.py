@@ -21,7 +21,7 @@ def parse_body(payload: Any) -> dict[str, Any]:
     KServe decodes JSON bodies itself, but hands over the raw bytes when the client sent another content type
     (`curl -d` sends application/x-www-form-urlencoded), so those are decoded here.
     """
-    if isinstance(payload, (bytes, bytearray, str)):
+    if isinstance(payload, (bytes, bytearray)):  # a str here is a JSON string KServe already decoded
         if not payload.strip():
             raise InvalidRequest('The request body is empty: send a JSON object such as {"rev_id": 12345}.')
         try:

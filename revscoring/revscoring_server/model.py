@@ -24,6 +24,7 @@ from revscoring_server.scoring import (
     warm_up_docs,
 )
 from revscoring_server.services import Service, find_service
+from wikiserve import metrics
 from wikiserve.config import ServerSettings
 from wikiserve.errors import InvalidRequest
 from wikiserve.events import EventGateClient, RevisionEvent, parse_event, revision_score_event
@@ -89,7 +90,9 @@ class RevscoringModel(kserve.Model):
         return Prepared(job, event)
 
     async def predict(self, prepared: Prepared, headers: dict[str, str] | None = None) -> dict[str, Any]:
-        entry = await self.executor.run(score_revision, prepared.job)
+        # Measured here, not in score_revision: that may run in a worker process nobody scrapes.
+        with metrics.FEATURE_EXTRACTION_SECONDS.labels(model=self.name).time():
+            entry = await self.executor.run(score_revision, prepared.job)
         if prepared.event is not None:
             await self._send_score_event(prepared.event, entry["score"])
         return build_response(

@@ -13,7 +13,6 @@ import logging
 import math
 import pickle
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,6 @@ from revscoring.scoring.models import Classifier
 from revscoring import Model
 from revscoring_server.fetch import ApiDocs
 from revscoring_server.model_types import Output
-from wikiserve import metrics
 from wikiserve.errors import InvalidRequest, MediaWikiError, ServingError
 
 logger = logging.getLogger(__name__)
@@ -153,12 +151,10 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
         [feature for feature in trim(features) if feature not in set(features)] if job.extended_output else []
     )
     cache = _solve_cache(extractor, job.docs)
-    started = time.perf_counter()
     try:
         values = list(extractor.extract(job.rev_id, features + base_features, cache=cache))
     except DependencyError as error:
         raise _extraction_error(error, job.rev_id) from None
-    metrics.FEATURE_EXTRACTION_SECONDS.labels(model=job.model_name).observe(time.perf_counter() - started)
     entry: dict[str, Any] = {"score": _score(model, values[: len(features)], job)}
     if job.extended_output:
         # Base features: the unmodified features the model's (possibly log/sub-modified) ones are built on.

@@ -24,6 +24,16 @@ from reliability_kit import (
 from testkit.servers import ServerProcess
 
 EVENT_STREAM = "reliability.revision-score"
+HERE = Path(__file__).resolve().parent
+_SESSION_SERVERS: list[ServerProcess] = []
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Session servers are stopped as soon as the last test of this folder is done, not at the very end of
+    the run: the rest of the suite then has the machine's cores and memory to itself."""
+    if nextitem is None or HERE not in Path(nextitem.path).resolve().parents:
+        while _SESSION_SERVERS:
+            _SESSION_SERVERS.pop().stop()
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +95,7 @@ def servers(
     predictor = predictor_spec("rel-predictor", model_paths["outlink"], proxy.url)
     transformer = transformer_spec("rel-transformer", predictor[4], proxy.url)
     started = start_processes([revscoring, predictor, transformer])
+    _SESSION_SERVERS.extend(started)
     yield dict(zip(("revscoring", "predictor", "transformer"), started, strict=True))
     for server in reversed(started):
         server.stop()

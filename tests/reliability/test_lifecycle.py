@@ -162,11 +162,24 @@ def _damage(kind: str, damage: str, tmp: Path, model_paths: dict[str, Path]) -> 
         path.write_bytes(model_paths["outlink" if kind == "revscoring" else "revscoring"].read_bytes())
     elif damage == "directory":
         path.mkdir()
+    elif damage == "other-type":  # a real revscoring model of another type: multiclass, not binary
+        other = model_paths["revscoring"].parents[1] / "enwiki-articlequality" / "model.bin"
+        path.write_bytes(other.read_bytes())
     return path  # "missing": never written
 
 
-DAMAGES = ["missing", "empty", "random", "truncated", "other-kind", "directory"]
-CASES = [(kind, damage) for kind in ("revscoring", "predictor") for damage in DAMAGES]
+# What the message must say (one of), per damage.
+REASONS = {
+    "missing": ("does not exist", "No such file"),
+    "empty": ("too short", "could not be read"),
+    "random": ("not a fastText binary", "could not be read as a revscoring model"),
+    "truncated": ("truncated",),
+    "other-kind": ("not a fastText binary", "could not be read as a revscoring model"),
+    "directory": ("Is a directory", "does not exist"),
+    "other-type": ("does not fit a binary model type",),
+}
+CASES = [(kind, damage) for kind in ("revscoring", "predictor") for damage in REASONS
+         if kind == "revscoring" or damage != "other-type"]
 
 
 def _argv(kind: str, port: int) -> list[str]:
@@ -223,4 +236,5 @@ def test_an_unusable_model_binary_fails_start_up_clearly(bad_starts, kind, damag
     assert not run["listened"], "the server listened before failing: a half-ready server"
     assert str(run["path"]) in run["output"], run["output"][-2000:]
     assert "Cannot start" in run["output"], run["output"][-2000:]
+    assert any(reason in run["output"] for reason in REASONS[damage]), run["output"][-2000:]
     assert "Traceback" not in run["output"], run["output"][-3000:]  # a message, not a crash

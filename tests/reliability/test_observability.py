@@ -107,6 +107,6 @@ def test_feature_extraction_time_is_measured(servers, enwiki):
         response = servers["revscoring"].predict(MODEL_OF["revscoring"], body)
         assert response.status_code == 200, response.text
     after = metric_samples(servers["revscoring"])
-    name = "feature_extraction_duration_seconds"
-    assert metric_delta(before, after, f"{name}_count", model="damaging") == 3
-    assert metric_delta(before, after, f"{name}_sum", model="damaging") > 0
+    name = "feature_extraction_duration_seconds"  # one model in this server: any `model` label value
+    assert metric_delta(before, after, f"{name}_count") == 3
+    assert metric_delta(before, after, f"{name}_sum") > 0

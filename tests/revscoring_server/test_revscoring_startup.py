@@ -33,7 +33,9 @@ def test_the_image_entrypoint_exits_non_zero_on_a_corrupt_binary(tmp_path):
 def run_main(monkeypatch, caplog):
     """Runs the entrypoint's main() in-process; a bad configuration must return before serve()."""
     monkeypatch.setattr(entrypoint, "configure_logging", lambda *args: None)
-    monkeypatch.setattr(entrypoint, "serve", lambda *args: pytest.fail("a bad configuration reached serve()"))
+    monkeypatch.setattr(
+        entrypoint, "serve", lambda *args, **kwargs: pytest.fail("a bad configuration reached serve()")
+    )
 
     def run(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
         caplog.clear()
@@ -74,7 +76,9 @@ def test_several_services_load_from_a_models_dir_and_one_bad_one_stops_all(
     run_main, tiny_models, monkeypatch
 ):
     served = []
-    monkeypatch.setattr(entrypoint, "serve", lambda models, settings: served.append((models, settings)))
+    monkeypatch.setattr(
+        entrypoint, "serve", lambda models, settings, **kwargs: served.append((models, settings))
+    )
     models_dir = tiny_models["binary"].parent.parent  # <root>/binary/model.bin -> <root>
     (models_dir / "enwiki-damaging").mkdir(exist_ok=True)
     (models_dir / "enwiki-damaging" / "model.bin").write_bytes(tiny_models["binary"].read_bytes())

@@ -12,7 +12,7 @@ from wikiserve.validation import (
 )
 
 
-@pytest.mark.parametrize("raw", [b'{"rev_id": 5}', '{"rev_id": 5}', {"rev_id": 5}])
+@pytest.mark.parametrize("raw", [b'{"rev_id": 5}', bytearray(b'{"rev_id": 5}'), {"rev_id": 5}])
 def test_parse_body_accepts_json_objects_in_any_encoding(raw):
     assert parse_body(raw) == {"rev_id": 5}
 
@@ -33,6 +33,11 @@ def test_parse_body_accepts_json_objects_in_any_encoding(raw):
 def test_parse_body_rejects_non_objects_with_a_message(raw, message):
     with pytest.raises(InvalidRequest, match=message):
         parse_body(raw)
+
+
+def test_a_json_string_decoded_by_kserve_is_not_decoded_again():
+    with pytest.raises(InvalidRequest, match="not a string"):
+        parse_body('{"rev_id": 5}')
 
 
 @pytest.mark.parametrize("value", ["12", 1.5, True, False, None, [1], {"a": 1}])
