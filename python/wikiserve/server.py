@@ -57,6 +57,7 @@ class RequestGuard:
                 return
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                _log_failure(413, self._too_large())
                 await _send_json(send, 413, {"error": self._too_large()}, request_id)
                 return
             self.in_flight += 1
