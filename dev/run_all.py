@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
+from revscoring_server.executor import OffLoopExecutor
+from revscoring_server.workers import pool_from_env
 from wikiserve.config import ServerSettings
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.server import serve
@@ -21,7 +23,9 @@ from wikiserve.server import serve
 logger = logging.getLogger("dev.run_all")
 
 
-def build_models(settings: ServerSettings, models_dir: Path, pool: MediaWikiPool) -> list:
+def build_models(
+    settings: ServerSettings, models_dir: Path, pool: MediaWikiPool, workers: OffLoopExecutor | None
+) -> list:
     """One model object per row of the seed table, loading each binary from `models_dir/<isvc>/model.bin`."""
     from outlink_server.predictor import build_model as build_outlink
     from revscoring_server.model import build_model as build_revscoring
@@ -34,7 +38,7 @@ def build_models(settings: ServerSettings, models_dir: Path, pool: MediaWikiPool
         if row.isvc == OUTLINK_ISVC:
             models.append(build_outlink(path, settings, pool))
         else:
-            models.append(build_revscoring(row.isvc, path, settings, pool))
+            models.append(build_revscoring(row.isvc, path, settings, pool, workers))
     return models
 
 
@@ -49,7 +53,13 @@ def main() -> None:
             # One endpoint for every wiki; the Host header (the wiki's domain) picks the wiki.
             settings = replace(settings, mediawiki=replace(settings.mediawiki, url=farm.url, host=None))
         pool = MediaWikiPool(settings.mediawiki)
-        serve(build_models(settings, models_dir, pool), settings, on_shutdown=[pool.close])
+        # Feature extraction runs in worker processes, as in the images (it is not thread-safe).
+        workers = pool_from_env(os.environ)
+        models = build_models(settings, models_dir, pool, workers)
+        if workers is not None:
+            workers.start()  # forked after every model loaded: the workers share them
+            stack.callback(workers.close)
+        serve(models, settings, on_shutdown=[pool.close])
 
 
 if __name__ == "__main__":

@@ -109,12 +109,19 @@ class RevscoringModel(kserve.Model):
         await self._events.send(revision_score_event(source, self.settings.eventgate.stream, scores))
 
 
-def build_model(isvc: str, model_path: Path, settings: ServerSettings, pool: MediaWikiPool) -> kserve.Model:
-    """The model for inference service `isvc` with its binary at `model_path`, sharing `pool`.
+def build_model(
+    isvc: str,
+    model_path: Path,
+    settings: ServerSettings,
+    pool: MediaWikiPool,
+    executor: OffLoopExecutor | None = None,
+) -> kserve.Model:
+    """The model for inference service `isvc` with its binary at `model_path`, sharing `pool` (and `executor`,
+    e.g. a `workers.WorkerPool`, started by the caller once every model is loaded).
 
     Raises UnknownService for a name this server does not know, ModelLoadError for a bad binary.
     """
-    return RevscoringModel(find_service(isvc), model_path, settings, pool)
+    return RevscoringModel(find_service(isvc), model_path, settings, pool, executor=executor)
 
 
 def prepare_binary(model_path: Path, model_type: ModelType, dbname: str) -> tuple[str | None, FetchPlan]:

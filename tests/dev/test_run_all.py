@@ -1,0 +1,72 @@
+"""`make run`'s server (`python -m dev.run_all`): every row of the seed table from one process, as a newcomer
+would use it: rev ids taken from each wiki's recent changes on the farm, bodies sent like `curl -d`."""
+
+import json
+
+import pytest
+import requests
+from testkit.servers import start_server
+
+from dev.seed_table import OUTLINK_ISVC, load_rows
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_all(farm, demo_models):
+    rows = load_rows()
+    env = {"WIKI_URL": farm.url, "MODELS_DIR": str(demo_models), "EXTRACTION_WORKERS": "1"}
+    server = start_server("run-all", ["dev.run_all"], env, [row.isvc for row in rows], timeout_s=300)
+    yield server, rows
+    assert server.stop() == 0
+
+
+def recent_edit(farm, domain: str) -> int:
+    """The newest seeded edit of the wiki, as `list=recentchanges` reports it."""
+    response = requests.get(
+        f"{farm.url}/w/api.php",
+        params={
+            "action": "query",
+            "list": "recentchanges",
+            "rctype": "edit",
+            "rcnamespace": "0",
+            "rclimit": "50",
+            "format": "json",
+            "formatversion": "2",
+        },
+        headers={"Host": domain},
+        timeout=30,
+    )
+    changes = response.json()["query"]["recentchanges"]
+    hidden = {rev["rev_id"] for rev in farm_revisions(farm, domain) if rev.get("hidden")}
+    return next(change["revid"] for change in changes if change["revid"] not in hidden)
+
+
+def farm_revisions(farm, domain: str) -> list[dict]:
+    wiki = next(entry for entry in farm.manifest.values() if entry["host"] == domain)
+    return wiki.get("revisions", [])
+
+
+def test_every_row_answers_curl_style_requests(farm, run_all):
+    server, rows = run_all
+    assert len(requests.get(f"{server.url}/v1/models", timeout=10).json()["models"]) == len(rows) == 111
+    title = farm.manifest["enwiki"]["special"]["many_links_title"]
+    for row in rows:
+        rev_id = None if row.isvc == OUTLINK_ISVC else recent_edit(farm, row.domain)
+        body = json.dumps(
+            {"lang": "en", "page_title": title, "debug": True} if rev_id is None else {"rev_id": rev_id}
+        )
+        # curl -d sends application/x-www-form-urlencoded; the servers must still read the JSON.
+        response = requests.post(
+            f"{server.url}/v1/models/{row.isvc}:predict",
+            data=body,
+            timeout=120,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 200, (row.isvc, response.text)
+        answer = response.json()
+        if row.isvc == OUTLINK_ISVC:
+            assert answer["prediction"]["results"], answer
+        else:
+            score = answer[row.dbname]["scores"][str(rev_id)][row.model_type]["score"]
+            assert all(0.0 <= p <= 1.0 for p in score["probability"].values()), (row.isvc, score)
