@@ -1,4 +1,4 @@
-"""The seed table for dev tooling: the one reader lives in `deploy.seed_table` (images and manifests use it too)."""
+"""The seed table for dev tooling; the one reader is `deploy.seed_table` (images and manifests use it too)."""
 
 from deploy.seed_table import (
     DEFAULT_SEED_TABLE,

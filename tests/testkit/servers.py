@@ -86,7 +86,7 @@ def start_server(
     port: int | None = None,
     timeout_s: float = 120.0,
 ) -> ServerProcess:
-    """Starts `python -m <module_args...>` with `env` (plus --http_port) and waits until its models are ready."""
+    """Starts `python -m <module_args...>` with `env` (and --http_port); waits until its models are ready."""
     port = port or free_port()
     argv = [sys.executable, "-m", *module_args, f"--http_port={port}"]
     server = ServerProcess(name, argv, {**env, "HTTP_PORT": str(port)}, port)
