@@ -3,7 +3,8 @@
 Requests pass through to the farm unchanged until a fault is injected; then the next `times` matching requests
 get the fault instead: a delay, a refused/reset connection, an HTTP error status (429 with Retry-After),
 invalid JSON, a truncated body, a MediaWiki API error (`maxlag`, `ratelimited`, ...), or a continuation that
-breaks mid-way. It runs in a background thread so subprocess model servers and in-process clients can both use it.
+breaks mid-way. It runs in a background thread so subprocess model servers and in-process clients can
+both use it.
 """
 
 from __future__ import annotations
