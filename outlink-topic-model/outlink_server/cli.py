@@ -22,7 +22,10 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser,
           argv: Sequence[str] | None) -> tuple[argparse.Namespace, ServerSettings]:
     args, _ = parser.parse_known_args(argv)
-    settings = ServerSettings.from_env(os.environ)
+    try:
+        settings = ServerSettings.from_env(os.environ)
+    except ValueError as error:
+        raise SystemExit(f"Cannot start: {error}") from None
     if args.http_port is not None:
         settings = dataclasses.replace(settings, http_port=args.http_port)
     return args, settings

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_USER_AGENT = (
     "WMF ML Team lift-wing model server (https://wikitech.wikimedia.org/wiki/Machine_Learning/LiftWing)"
@@ -81,8 +84,18 @@ class ServerSettings:
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return int(env[name]) if env.get(name) else default
+    return _parse(env, name, default, int, "an integer")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return float(env[name]) if env.get(name) else default
+    return _parse(env, name, default, float, "a number")
+
+
+def _parse(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T], kind: str) -> T:
+    """A bad value stops start-up with a message naming the variable, not a bare ValueError."""
+    if not env.get(name):
+        return default
+    try:
+        return parse(env[name])
+    except ValueError:
+        raise ValueError(f"Environment variable {name} must be {kind}, got {env[name]!r}") from None

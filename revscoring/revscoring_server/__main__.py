@@ -51,7 +51,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    settings = ServerSettings.from_env(env)
+    try:
+        settings = ServerSettings.from_env(env)
+    except ValueError as error:
+        raise SystemExit(f"Cannot start: {error}") from None
     if args.http_port:
         settings = dataclasses.replace(settings, http_port=args.http_port)
     configure_logging(settings.json_logs, settings.log_level)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 from revscoring_server.executor import OffLoopExecutor
@@ -45,9 +47,21 @@ class WorkerCrashed(ServingError):
     status = 503
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (taskset/cpuset aware)."""
-    return len(os.sched_getaffinity(0))
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its CPU affinity (taskset, cpusets), capped by the container's CPU
+    limit. In Kubernetes the affinity is the whole node; the limit is a CFS quota, and one worker per
+    node core would only queue on the quota."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 def job_text_bytes(args: tuple[Any, ...]) -> int:

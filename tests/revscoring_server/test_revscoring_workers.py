@@ -8,7 +8,7 @@ import pytest
 
 from revscoring_server.fetch import ApiDocs
 from revscoring_server.scoring import ScoreJob
-from revscoring_server.workers import WorkerCrashed, WorkerPool, job_text_bytes, pool_from_env
+from revscoring_server.workers import WorkerCrashed, WorkerPool, job_text_bytes, pool_from_env, usable_cores
 
 
 def _where() -> tuple[int, int]:
@@ -35,6 +35,18 @@ def test_pool_size_comes_from_the_environment():
     pool = pool_from_env({"EXTRACTION_WORKERS": "3", "HEAVY_REVISION_BYTES": "1234"})
     assert pool is not None and pool.workers == 3 and pool.heavy_bytes == 1234
     assert pool_from_env({}).workers == len(os.sched_getaffinity(0))
+
+
+def test_usable_cores_respects_the_container_cpu_limit(tmp_path):
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")
+    assert usable_cores(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")  # half a core: still one worker
+    assert usable_cores(cpu_max) == 1
+    cpu_max.write_text(f"{100000 * (affinity + 8)} 100000\n")  # a limit above the affinity changes nothing
+    assert usable_cores(cpu_max) == affinity
+    assert usable_cores(tmp_path / "missing") == affinity
 
 
 @pytest.fixture
