@@ -193,6 +193,7 @@ def test_topic_variant_downloads_every_word_vector_file_drafttopic_loads(config)
 
 def test_test_variant_runs_the_suite_with_every_dictionary(config):
     variant = effective_variant(TEST_VARIANT, config)
-    assert variant["entrypoint"][1:3] == ["-m", "pytest"]
+    assert variant["entrypoint"][:2] == ["make", "test"]  # the README's test command
+    assert variant["entrypoint"][2] == "VENV=/opt/lib/venv"
     assert set().union(*dictionaries_tsv().values()) <= set(apt_packages(variant))
     assert copied_sources(variant) == ["."]
