@@ -104,11 +104,17 @@ def test_outlink_training_is_reproducible(tmp_path):
     models = [fasttext.load_model(str(outlink.build(manifest, tmp_path / name / "model.bin")))
               for name in ("a", "b")]
     bags = ["Q1 Q2", "Q101 Q111 Q121", "Q3 Q102", "Q999999"]
-    # fasttext 0.9.3 is not always bit-reproducible (see fasttext_train.py): same labels, close odds.
+    # fasttext 0.9.3 is not always bit-reproducible (see fasttext_train.py): the topics a client would be
+    # given (score >= 0.5, the default threshold) and their scores must agree; the order of near-zero
+    # tails may not.
+    confident_bags = 0
     for bag in bags:
-        (labels_a, odds_a), (labels_b, odds_b) = (model.predict(bag, k=3) for model in models)
-        assert labels_a == labels_b, bag
-        assert all(abs(a - b) < 0.05 for a, b in zip(odds_a, odds_b, strict=True)), bag
+        answers = [dict(zip(*model.predict(bag, k=-1), strict=True)) for model in models]
+        confident = [{label for label, odds in answer.items() if odds >= 0.5} for answer in answers]
+        assert confident[0] == confident[1], bag
+        assert all(abs(answers[0][label] - answers[1][label]) < 0.05 for label in answers[0]), bag
+        confident_bags += bool(confident[0])
+    assert confident_bags >= 1  # the comparison is not vacuous: an on-topic bag does get topics
 
 
 def test_every_row_has_a_model(demo_models):
