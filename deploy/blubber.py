@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,24 +172,29 @@ def render_text() -> str:
     return HEADER + dump_yaml(document())
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate blubber.yaml")
+def generator_main(path: Path, render: Callable[[], str], module: str, argv: list[str] | None) -> int:
+    """The command line of a generated file: print it, `--write` it, or `--check` it is up to date."""
+    name = path.relative_to(REPO_ROOT)
+    parser = argparse.ArgumentParser(description=f"Generate {name}")
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true", help="rewrite blubber.yaml")
-    group.add_argument("--check", action="store_true", help="exit 1 if blubber.yaml is out of date")
+    group.add_argument("--write", action="store_true", help=f"rewrite {name}")
+    group.add_argument("--check", action="store_true", help=f"exit 1 if {name} is out of date")
     args = parser.parse_args(argv)
-    text = render_text()
+    text = render()
     if args.write:
-        BLUBBER_FILE.write_text(text, encoding="utf-8")
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
     elif args.check:
-        current = BLUBBER_FILE.read_text(encoding="utf-8") if BLUBBER_FILE.exists() else ""
-        if current != text:
-            print("blubber.yaml is out of date: run `python -m deploy.blubber --write`", file=sys.stderr)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            print(f"{name} is out of date: run `python -m {module} --write`", file=sys.stderr)
             return 1
     else:
         sys.stdout.write(text)
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    return generator_main(BLUBBER_FILE, render_text, "deploy.blubber", argv)
 
 if __name__ == "__main__":
     sys.exit(main())

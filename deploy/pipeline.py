@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
-from deploy.blubber import TEST_VARIANT, dump_yaml
+from deploy.blubber import TEST_VARIANT, dump_yaml, generator_main
 from deploy.images import IMAGES
 from deploy.seed_table import REPO_ROOT
 
@@ -52,24 +51,7 @@ def render_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Generate .pipeline/config.yaml")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", action="store_true")
-    group.add_argument("--check", action="store_true")
-    args = parser.parse_args(argv)
-    text = render_text()
-    if args.write:
-        PIPELINE_FILE.parent.mkdir(exist_ok=True)
-        PIPELINE_FILE.write_text(text, encoding="utf-8")
-    elif args.check:
-        if not PIPELINE_FILE.exists() or PIPELINE_FILE.read_text(encoding="utf-8") != text:
-            print(".pipeline/config.yaml is out of date: run `python -m deploy.pipeline --write`",
-                  file=sys.stderr)
-            return 1
-    else:
-        sys.stdout.write(text)
-    return 0
-
+    return generator_main(PIPELINE_FILE, render_text, "deploy.pipeline", argv)
 
 if __name__ == "__main__":
     sys.exit(main())
