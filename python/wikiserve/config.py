@@ -49,7 +49,8 @@ class EventGateSettings:
 class ServerSettings:
     http_port: int = 8080
     max_body_bytes: int = 1024 * 1024
-    shutdown_grace_s: float = 30.0
+    # Below Kubernetes' default 30 s termination grace period, so the drain ends before SIGKILL would.
+    shutdown_grace_s: float = 25.0
     json_logs: bool = True
     log_level: str = "INFO"
     mediawiki: MediaWikiSettings = MediaWikiSettings()
