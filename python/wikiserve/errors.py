@@ -27,6 +27,8 @@ class InvalidRequest(ServingError):
 
 
 class PayloadTooLarge(ServingError):
+    """The request body is over the configured limit (413)."""
+
     status = 413
 
 
@@ -52,9 +54,3 @@ class MediaWikiUnavailable(MediaWikiError):
 class MediaWikiTimeout(MediaWikiError):
     status = 504
     kind = "timeout"
-
-
-class EventError(ServingError):
-    """Sending an event failed; logged, never returned to the client."""
-
-    status = 500

@@ -22,7 +22,7 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.protocol.rest.server import UvicornServer
 
 from wikiserve.config import ServerSettings
-from wikiserve.errors import ServingError
+from wikiserve.errors import PayloadTooLarge, ServingError
 from wikiserve.logs import REQUEST_ID, configure_logging
 
 logger = logging.getLogger(__name__)
@@ -87,14 +87,10 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise BodyTooLarge(self._too_large())
+                    raise PayloadTooLarge(self._too_large())
             return message
 
         return guarded_receive
-
-
-class BodyTooLarge(ServingError):
-    status = 413
 
 
 class _ResponseTracker:

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 from reliability_kit import (
+    MODEL_OF,
     REVSCORING_ISVC,
     HttpsEventReceiver,
     RecordingProxy,
+    good,
     predictor_spec,
     revscoring_spec,
     self_signed_certificate,
@@ -104,3 +106,14 @@ def servers(
 @pytest.fixture(scope="session")
 def enwiki(farm: Any) -> dict[str, Any]:
     return farm.manifest["enwiki"]
+
+
+@pytest.fixture(scope="session")
+def baseline(servers: dict[str, ServerProcess], enwiki: dict[str, Any]) -> dict[str, Any]:
+    """Each server's answer to a good request, taken once, before any bad input or fault was sent."""
+    answers = {}
+    for kind, server in servers.items():
+        response = server.predict(MODEL_OF[kind], good(kind, enwiki))
+        assert response.status_code == 200, response.text
+        answers[kind] = response.json()
+    return answers

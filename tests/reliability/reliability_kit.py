@@ -342,3 +342,10 @@ def reference_outlink_scores(farm_url: str, model_path: Path, title: str) -> dic
     # fastText's predict returns p + 1e-5 (it ranks by log(p + 1e-5)); the service reports p.
     return {label.removeprefix("__label__"): min(1.0, max(0.0, float(score) - 1e-5))
             for label, score in zip(labels, scores, strict=True)}
+
+
+def good(kind: str, enwiki: dict[str, Any]) -> dict[str, Any]:
+    """A request every server kind answers with 200 (the baseline of every reliability test)."""
+    if kind == "revscoring":
+        return {"rev_id": enwiki["special"]["good_rev_id"]}
+    return {"lang": "en", "page_title": enwiki["special"]["redirect_target"]}

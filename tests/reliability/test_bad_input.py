@@ -16,24 +16,18 @@ from reliability_kit import (
     MODEL_OF,
     OUTLINK_MODEL,
     REVSCORING_ISVC,
+    good,
     is_ready,
     post_raw,
     reference_outlink_scores,
     reference_revscoring_score,
 )
-from testkit.servers import ServerProcess
 
 KINDS = ("revscoring", "predictor", "transformer")
 ID_FIELD = {"revscoring": "rev_id", "predictor": "page_id", "transformer": "page_id"}
 ONE_MB = 1024 * 1024
 
 Body = Callable[[str, dict[str, Any]], Any]  # (server kind, enwiki manifest) -> JSON value
-
-
-def good(kind: str, enwiki: dict[str, Any]) -> dict[str, Any]:
-    if kind == "revscoring":
-        return {"rev_id": enwiki["special"]["good_rev_id"]}
-    return {"lang": "en", "page_title": enwiki["special"]["redirect_target"]}
 
 
 def with_id(value: Any) -> Body:
@@ -103,17 +97,6 @@ def _check_4xx(response: requests.Response, status: int, fragments: tuple[str, .
     if field:
         assert field in error, error
     return error
-
-
-@pytest.fixture(scope="module")
-def baseline(servers: dict[str, ServerProcess], enwiki: dict[str, Any]) -> dict[str, Any]:
-    """Each server's answer to a good request, before any bad input was sent."""
-    answers = {}
-    for kind in KINDS:
-        response = servers[kind].predict(MODEL_OF[kind], good(kind, enwiki))
-        assert response.status_code == 200, response.text
-        answers[kind] = response.json()
-    return answers
 
 
 @pytest.fixture(params=KINDS)

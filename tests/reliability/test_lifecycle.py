@@ -23,6 +23,7 @@ import pytest
 import requests
 from reliability_kit import (
     MODEL_OF,
+    good,
     predictor_spec,
     revscoring_spec,
     start_processes,
@@ -35,12 +36,6 @@ IN_FLIGHT_S = 2.0  # how long MediaWiki takes to answer the in-flight request
 SHORT_GRACE_S = 1.0
 DRAIN_ENV = {"MEDIAWIKI_TIMEOUT_S": "10", "SHUTDOWN_GRACE_S": "15"}
 SHORT_ENV = {"MEDIAWIKI_TIMEOUT_S": "10", "SHUTDOWN_GRACE_S": str(SHORT_GRACE_S)}
-
-
-def good(kind: str, enwiki: dict[str, Any]) -> dict[str, Any]:
-    if kind == "revscoring":
-        return {"rev_id": enwiki["special"]["good_rev_id"]}
-    return {"lang": "en", "page_title": enwiki["special"]["redirect_target"]}
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from reliability_kit import (
     MW_BACKOFF_CAP_S,
     MW_TIMEOUT_S,
     RecordingProxy,
+    good,
     is_ready,
     metric_samples,
     metric_sum,
@@ -46,22 +47,6 @@ TRANSIENT = [
      "api_internal_api_error" if code.startswith("internal_api_error_") else f"api_{code}")
     for code in API_ERROR_CODES
 ]
-
-
-def good(kind: str, enwiki: dict[str, Any]) -> dict[str, Any]:
-    if kind == "revscoring":
-        return {"rev_id": enwiki["special"]["good_rev_id"]}
-    return {"lang": "en", "page_title": enwiki["special"]["redirect_target"]}
-
-
-@pytest.fixture(scope="module")
-def baseline(servers: dict[str, ServerProcess], enwiki: dict[str, Any]) -> dict[str, Any]:
-    answers = {}
-    for kind in KINDS:
-        response = servers[kind].predict(MODEL_OF[kind], good(kind, enwiki))
-        assert response.status_code == 200, response.text
-        answers[kind] = response.json()
-    return answers
 
 
 @pytest.fixture(params=KINDS)
