@@ -21,6 +21,13 @@ REQUIREMENTS := $(filter-out requirements/apt-%.txt,$(wildcard requirements/*.tx
 APT_LISTS := $(wildcard requirements/apt-*.txt) requirements/dictionaries.tsv requirements/install-apt.sh
 PTH_FILE_NAME := lift-wing-dev.pth
 
+# pip sees PyPI and the project's pins only: no machine-wide or user pip configuration, extra index,
+# find-links folder or constraint (they once hid wheels the project never built). The system CA store
+# (PIP_CERT, Debian's default) is trust, not a package source, so it stays.
+export PIP_CONFIG_FILE := /dev/null
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONSTRAINT PIP_REQUIREMENT
+
 .PHONY: help setup wiki models run test lint manifests bench nltk-data wheelhouse clean-venv
 
 help:
@@ -36,7 +43,8 @@ $(STAMPS)/apt: $(APT_LISTS)
 # The venv is (re)installed only when a requirements file changed; pins come from constraints.txt.
 $(VENV)/.requirements: $(REQUIREMENTS) | $(STAMPS)/apt
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+	$(PY) -m pip install --quiet -r requirements/bootstrap.txt
+	$(PY) -m pip install --quiet -r requirements/dev.txt
 	$(PY) -m pip check
 	touch $@
 

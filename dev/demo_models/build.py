@@ -24,7 +24,7 @@ import requests
 
 from dev.demo_models import training
 from dev.demo_models.feature_lists import feature_list_for, load_feature_list
-from dev.demo_models.labels import is_multilabel, labels_for
+from dev.demo_models.labels import TOPIC_TYPES, is_multilabel, labels_for
 from dev.seed_table import REPO_ROOT, IsvcRow
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def observations(row: IsvcRow, names: list[str], base: list[list[Any]], seed: in
         return training.binary_observations(names, base, "damaging", language, rng)
     if row.model_type == "goodfaith":
         return training.binary_observations(names, base, "goodfaith", language, rng)
-    if row.model_type == "articlequality":
+    if row.model_type in ("articlequality", "itemquality"):
         return training.ordinal_observations(names, base, labels_for(row), rng)
     if row.model_type == "draftquality":
         return training.draft_observations(names, base, labels_for(row), rng)
@@ -126,7 +126,7 @@ def _group_key(row: IsvcRow, features: list) -> tuple:
     # damaging and reverted share list, labels and rule; articletopic/drafttopic share labels and, except
     # on Wikidata, the feature list (the same Python list under two names).
     kind = "damaging" if row.model_type == "reverted" else row.model_type
-    kind = "topic" if kind in ("articletopic", "drafttopic") else kind
+    kind = "topic" if kind in TOPIC_TYPES else kind
     return (tuple(str(feature) for feature in features), kind)
 
 

@@ -21,16 +21,16 @@ PACKAGE_AND_ATTRIBUTE: dict[str, tuple[str, str]] = {
     "draftquality": ("draftquality", "draft_quality"),
     "articletopic": ("drafttopic", "articletopic"),
     "drafttopic": ("drafttopic", "drafttopic"),
+    "itemquality": ("articlequality", "item_quality"),
+    "itemtopic": ("drafttopic", "articletopic"),
 }
 
 # (model type, dbname) -> (module, attribute) where the production model deviates from the pattern.
 EXCEPTIONS: dict[tuple[str, str], tuple[str, str]] = {
     # Wikisource page quality: proofreading levels, not the Wikipedia wp10 scale.
     ("articlequality", "frwikisource"): ("articlequality.feature_lists.frwikisource", "pagelevel"),
-    # Wikidata item quality works on entity JSON, not wikitext.
-    ("articlequality", "wikidatawiki"): ("articlequality.feature_lists.wikidatawiki", "item_quality"),
     # drafttopic names its Wikidata module "wikidata", not the dbname.
-    ("articletopic", "wikidatawiki"): ("drafttopic.feature_lists.wikidata", "articletopic"),
+    ("itemtopic", "wikidatawiki"): ("drafttopic.feature_lists.wikidata", "articletopic"),
 }
 
 

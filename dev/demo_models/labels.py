@@ -17,12 +17,13 @@ ARTICLEQUALITY_LABELS: dict[str, tuple[str, ...]] = {
     "ptwiki": ("1", "2", "3", "4", "5", "6"),
     "ruwiki": ("IV", "III", "II", "I", "ХС", "ДС", "ИС"),
     "trwiki": ("Taslak", "Başlangıç", "C", "B", "KM", "SM"),
-    "wikidatawiki": ("E", "D", "C", "B", "A"),
     # Wikisource proofreading levels of a page, not an article scale.
     "frwikisource": ("without_text", "not_proofread", "problematic", "proofread", "validated"),
 }
 
 DRAFTQUALITY_LABELS = ("OK", "attack", "spam", "vandalism")
+ITEMQUALITY_LABELS = ("E", "D", "C", "B", "A")  # Wikidata's item quality scale
+TOPIC_TYPES = ("articletopic", "drafttopic", "itemtopic")
 
 
 def labels_for(row: IsvcRow) -> tuple:
@@ -33,11 +34,13 @@ def labels_for(row: IsvcRow) -> tuple:
         return ARTICLEQUALITY_LABELS.get(row.dbname, WP10_ENGLISH)
     if row.model_type == "draftquality":
         return DRAFTQUALITY_LABELS
-    if row.model_type in ("articletopic", "drafttopic"):
+    if row.model_type == "itemquality":
+        return ITEMQUALITY_LABELS
+    if row.model_type in TOPIC_TYPES:
         return TOPIC_LABELS
     raise KeyError(f"no labels for model type {row.model_type!r}")
 
 
 def is_multilabel(row: IsvcRow) -> bool:
     """Topic models predict any number of labels at once (revscoring `multilabel=True`)."""
-    return row.model_type in ("articletopic", "drafttopic")
+    return row.model_type in TOPIC_TYPES

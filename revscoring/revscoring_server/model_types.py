@@ -93,14 +93,20 @@ MODEL_TYPES: dict[str, ModelType] = {
             frozenset(),
             "articlequality",
             # Wikisource pages live in the Page: namespace with ProofreadPage's content model.
-            content_models_by_wiki=(
-                ("wikidatawiki", WIKIBASE_ITEM),
-                ("frwikisource", ("proofread-page", "wikitext")),
-            ),
+            content_models_by_wiki=(("frwikisource", ("proofread-page", "wikitext")),),
             feature_list_exceptions=(
                 ("frwikisource", ("articlequality.feature_lists.frwikisource", "pagelevel")),
-                ("wikidatawiki", ("articlequality.feature_lists.wikidatawiki", "item_quality")),
             ),
+        ),
+        # ORES's names for the Wikidata models: quality and topics of an item, read from its entity JSON.
+        ModelType(
+            "itemquality",
+            "articlequality",
+            "item_quality",
+            Output.MULTICLASS,
+            frozenset(),
+            "articlequality",
+            content_models=WIKIBASE_ITEM,
         ),
         ModelType(
             "draftquality", "draftquality", "draft_quality", Output.MULTICLASS, frozenset(), "draftquality"
@@ -112,7 +118,15 @@ MODEL_TYPES: dict[str, ModelType] = {
             Output.MULTILABEL,
             frozenset(),
             "topic",
-            content_models_by_wiki=(("wikidatawiki", WIKIBASE_ITEM),),
+        ),
+        ModelType(
+            "itemtopic",
+            "drafttopic",
+            "articletopic",
+            Output.MULTILABEL,
+            frozenset(),
+            "topic",
+            content_models=WIKIBASE_ITEM,
             # drafttopic names its Wikidata module after the project, not the dbname.
             feature_list_exceptions=(
                 ("wikidatawiki", ("drafttopic.feature_lists.wikidata", "articletopic")),

@@ -262,7 +262,7 @@ def test_wrong_content_model_is_a_400(revscoring_all, farm):
         for r in manifest_wiki(farm, "wikidatawiki")["revisions"]
         if not r["title"].startswith("Q") and not r["hidden"]
     )
-    response = revscoring_all.predict("wikidatawiki-articlequality", {"rev_id": wikitext_rev})
+    response = revscoring_all.predict("wikidatawiki-itemquality", {"rev_id": wikitext_rev})
     assert response.status_code == 400, response.text
     assert "content model 'wikitext'" in response.json()["error"]
 

@@ -55,7 +55,7 @@ def test_output_shapes_and_content_models():
     assert MODEL_TYPES["damaging"].output is Output.BINARY
     assert MODEL_TYPES["articlequality"].output is Output.MULTICLASS
     assert MODEL_TYPES["drafttopic"].output is Output.MULTILABEL
-    assert MODEL_TYPES["articlequality"].accepted_content_models("wikidatawiki") == ("wikibase-item",)
+    assert MODEL_TYPES["itemquality"].accepted_content_models("wikidatawiki") == ("wikibase-item",)
     assert MODEL_TYPES["articlequality"].accepted_content_models("enwiki") == ("wikitext",)
     assert "wikibase-item" in MODEL_TYPES["goodfaith"].accepted_content_models("wikidatawiki")
 
