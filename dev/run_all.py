@@ -15,8 +15,8 @@ from pathlib import Path
 
 from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
 from revscoring_server.executor import OffLoopExecutor
-from revscoring_server.workers import pool_from_env
-from wikiserve.config import ServerSettings
+from revscoring_server.workers import pool_from_values
+from wikiserve.config import ServerSettings, read_settings_or_exit
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.server import serve
 
@@ -43,7 +43,8 @@ def build_models(
 
 
 def main() -> None:
-    settings = ServerSettings.from_env(os.environ)
+    values = read_settings_or_exit(os.environ, None)  # both families' variables: it serves both
+    settings = ServerSettings.from_values(values)
     models_dir = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
     with contextlib.ExitStack() as stack:
         if not settings.mediawiki.url:
@@ -54,7 +55,7 @@ def main() -> None:
             settings = replace(settings, mediawiki=replace(settings.mediawiki, url=farm.url, host=None))
         pool = MediaWikiPool(settings.mediawiki)
         # Feature extraction runs in worker processes, as in the images (it is not thread-safe).
-        workers = pool_from_env(os.environ)
+        workers = pool_from_values(values)
         models = build_models(settings, models_dir, pool, workers)
         if workers is not None:
             workers.start()  # forked after every model loaded: the workers share them

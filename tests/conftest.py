@@ -12,6 +12,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
 
 
+pytest_plugins = ["testkit.skip_guard"]  # no quiet skips: see testkit/skip_guard.py
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: slower end-to-end tests (CI runs them; deselect with -m 'not slow')"

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 
 from outlink_server import MODEL_NAME
-from wikiserve.config import ServerSettings
+from wikiserve.config import OUTLINK, ServerSettings, read_settings_or_exit
 
 
 def argument_parser(description: str) -> argparse.ArgumentParser:
@@ -22,10 +22,9 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 def parse(parser: argparse.ArgumentParser,
           argv: Sequence[str] | None) -> tuple[argparse.Namespace, ServerSettings]:
     args, _ = parser.parse_known_args(argv)
-    try:
-        settings = ServerSettings.from_env(os.environ)
-    except ValueError as error:
-        raise SystemExit(f"Cannot start: {error}") from None
+    # Every variable of the outlink servers is checked here, once, before anything loads: a bad one ends the
+    # process with exit code 2 and a message naming it.
+    settings = ServerSettings.from_values(read_settings_or_exit(os.environ, OUTLINK))
     if args.http_port is not None:
         settings = dataclasses.replace(settings, http_port=args.http_port)
     return args, settings

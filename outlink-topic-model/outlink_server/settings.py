@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-DEFAULT_MODEL_PATH = Path("/mnt/models/model.bin")  # where KServe's storage initializer puts the model
+from wikiserve import config
+from wikiserve.config import OUTLINK, read_settings
+
+DEFAULT_MODEL_PATH = Path(config.DEFAULT_MODEL_PATH)
 MAX_OUTLINKS = 1000  # the model was trained on at most this many outlinks per article
 
 
@@ -18,15 +22,17 @@ class OutlinkSettings:
     model_path: Path = DEFAULT_MODEL_PATH
     links_per_call: str = "max"
     max_outlinks: int = MAX_OUTLINKS
-    predictor_timeout_s: float = 10.0
+    predictor_timeout_s: float = config.SETTINGS_BY_NAME["PREDICTOR_TIMEOUT_S"].default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OutlinkSettings:
-        links_per_call = env.get("OUTLINK_LINKS_PER_CALL") or cls.links_per_call
-        if links_per_call != "max" and not (links_per_call.isdigit() and 1 <= int(links_per_call) <= 500):
-            raise ValueError(f"OUTLINK_LINKS_PER_CALL must be 'max' or 1..500, got {links_per_call!r}")
+        """Raises SettingsError (a ValueError) naming each bad variable; see `wikiserve.config.SETTINGS`."""
+        return cls.from_values(read_settings(env, OUTLINK))
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> OutlinkSettings:
         return cls(
-            model_path=Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH),
-            links_per_call=links_per_call,
-            predictor_timeout_s=float(env.get("PREDICTOR_TIMEOUT_S") or cls.predictor_timeout_s),
+            model_path=Path(values["MODEL_PATH"]),
+            links_per_call=values["OUTLINK_LINKS_PER_CALL"],
+            predictor_timeout_s=values["PREDICTOR_TIMEOUT_S"],
         )

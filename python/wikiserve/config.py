@@ -1,16 +1,189 @@
-"""Server configuration, read once from the environment at start-up and passed to what needs it."""
+"""Server configuration: every environment variable of both model families, in one table, read and validated
+once at start-up into explicit settings objects.
+
+`SETTINGS` is the table (name, type, default, bounds, meaning, which servers read it). `read_settings` checks
+every row a server uses and refuses the start with one message naming each bad variable; the entrypoints turn
+that into exit code `EXIT_BAD_CONFIG` before anything is loaded. Adding a setting is adding a row (and
+reading it where it is used: `values["NAME"]`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-T = TypeVar("T")
+EXIT_BAD_CONFIG = 2  # the documented exit code of a start-up refused for its configuration
 
 DEFAULT_USER_AGENT = (
     "WMF ML Team lift-wing model server (https://wikitech.wikimedia.org/wiki/Machine_Learning/LiftWing)"
 )
+DEFAULT_MODEL_PATH = "/mnt/models/model.bin"  # where KServe's storage initializer puts the model
+
+# Which servers read a row. A server validates only its own rows: an outlink-only variable left in a
+# revscoring pod's environment must not stop it.
+SERVER = "server"  # every model server (the shared core)
+REVSCORING = "revscoring"
+OUTLINK = "outlink"
+FAMILIES = (REVSCORING, OUTLINK)
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """One or more environment variables have values the servers cannot run with."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable. `kind` is int, float or str; unset or empty means `default`.
+
+    Bounds: `minimum`/`maximum` inclusive, `above` exclusive (timeouts must be > 0). `choices` lists the
+    accepted strings (compared in upper case when `upper`). `check` is a last test for what bounds cannot say;
+    it returns a problem ("must be ...") or None.
+    """
+
+    name: str
+    kind: type
+    default: Any
+    meaning: str
+    used_by: str = SERVER
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None
+    choices: tuple[str, ...] = ()
+    upper: bool = False
+    check: Callable[[Any], str | None] | None = None
+
+    def parse(self, raw: str) -> Any:
+        """The value of `raw`, or SettingsError naming this variable and what it must be."""
+        value = self._convert(raw.strip())
+        problem = self._problem(value)
+        if problem:
+            raise SettingsError(f"{self.name} {problem}, got {raw!r} ({self.meaning})")
+        return value
+
+    def _convert(self, raw: str) -> Any:
+        if self.kind is str:
+            return raw.upper() if self.upper else raw
+        try:
+            return self.kind(raw)
+        except ValueError:
+            kind = "an integer" if self.kind is int else "a number"
+            raise SettingsError(f"{self.name} must be {kind}, got {raw!r} ({self.meaning})") from None
+
+    def _problem(self, value: Any) -> str | None:
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(self.choices)}"
+        if self.kind is float and value != value:  # NaN passes every comparison below
+            return "must be a number"
+        if self.above is not None and not value > self.above:
+            return f"must be greater than {self.above:g}"
+        if self.minimum is not None and value < self.minimum:
+            return f"must be at least {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"must be at most {self.maximum:g}"
+        return self.check(value) if self.check else None
+
+
+def _http_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+def _links_per_call(value: str) -> str | None:
+    if value == "max" or (value.isdigit() and 1 <= int(value) <= 500):
+        return None
+    return "must be 'max' or 1..500"
+
+
+def _existing_file(value: str) -> str | None:
+    return None if Path(value).is_file() else "must be an existing file"
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # The shared core: every server.
+    Setting("HTTP_PORT", int, 8080, "listening port; --http_port overrides", minimum=1, maximum=65535),
+    Setting("MAX_BODY_BYTES", int, 1024 * 1024, "request body limit in bytes, 413 above it", minimum=1),
+    # Below Kubernetes' default 30 s termination grace period, so the drain ends before SIGKILL would.
+    Setting("SHUTDOWN_GRACE_S", float, 25.0, "SIGTERM drain period in seconds", minimum=0),
+    Setting("LOG_FORMAT", str, "json", "log format", choices=("json", "text")),
+    Setting("LOG_LEVEL", str, "INFO", "log level", choices=LOG_LEVELS, upper=True),
+    Setting("WIKI_URL", str, None, "MediaWiki endpoint for every wiki", check=_http_url),
+    Setting("WIKI_HOST", str, None, "Host header sent to WIKI_URL"),
+    Setting("MEDIAWIKI_TIMEOUT_S", float, 5.0, "per-attempt MediaWiki timeout in seconds", above=0),
+    Setting("MEDIAWIKI_ATTEMPTS", int, 3, "attempts per MediaWiki call", minimum=1, maximum=10),
+    Setting("MEDIAWIKI_BACKOFF_CAP_S", float, 2.0, "longest wait between MediaWiki attempts", minimum=0),
+    Setting("MEDIAWIKI_USER_AGENT", str, DEFAULT_USER_AGENT, "User-Agent of MediaWiki calls"),
+    Setting("EVENTGATE_URL", str, None, "EventGate endpoint; unset: no events", check=_http_url),
+    Setting("EVENTGATE_STREAM", str, "mediawiki.revision-score", "stream of the events sent"),
+    Setting("EVENTGATE_CA_BUNDLE", str, None, "CA bundle for EventGate's TLS", check=_existing_file),
+    Setting("REQUESTS_CA_BUNDLE", str, None, "CA bundle when EVENTGATE_CA_BUNDLE is unset"),
+    Setting("EVENTGATE_TIMEOUT_S", float, 5.0, "EventGate call timeout in seconds", above=0),
+    Setting("MODEL_PATH", str, DEFAULT_MODEL_PATH, "the model binary"),
+    # Revscoring.
+    Setting("INFERENCE_NAME", str, None, "the service, <dbname>-<model type>", used_by=REVSCORING),
+    Setting("EXTRACTION_WORKERS", int, None, "extraction worker processes; unset: usable cores, 0: a thread",
+            used_by=REVSCORING, minimum=0, maximum=256),
+    Setting("HEAVY_REVISION_BYTES", int, 150_000, "characters from which a job takes the low-priority lane",
+            used_by=REVSCORING, minimum=1),
+    # os.nice() increments: negative ones need privileges the pods do not have; 19 is the lowest priority.
+    Setting("EXTRACTION_NICE", int, 3, "nice increment of the ordinary workers", used_by=REVSCORING,
+            minimum=0, maximum=19),
+    Setting("HEAVY_EXTRACTION_NICE", int, 10, "nice increment of the heavy-lane workers", used_by=REVSCORING,
+            minimum=0, maximum=19),
+    # Outlink.
+    Setting("OUTLINK_LINKS_PER_CALL", str, "max", "links per MediaWiki call", used_by=OUTLINK,
+            check=_links_per_call),
+    Setting("PREDICTOR_TIMEOUT_S", float, 10.0, "transformer: timeout of the call to the predictor",
+            used_by=OUTLINK, above=0),
+)
+SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def settings_for(family: str | None) -> list[Setting]:
+    """The rows a server of `family` reads (the shared core's and its own); None: every row."""
+    return [s for s in SETTINGS if family is None or s.used_by in (SERVER, family)]
+
+
+def read_settings(env: Mapping[str, str], family: str | None = None) -> dict[str, Any]:
+    """Every setting of `family` by name, from `env` or its default. Raises SettingsError naming every bad
+    variable at once, so one failed start shows all of them."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for setting in settings_for(family):
+        raw = env.get(setting.name)
+        if raw is None or not raw.strip():
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.parse(raw)
+        except SettingsError as error:
+            problems.append(str(error))
+    if problems:
+        raise SettingsError("; ".join(problems))
+    return values
+
+
+def read_settings_or_exit(env: Mapping[str, str], family: str | None) -> dict[str, Any]:
+    """For entrypoints: the settings, or the process ends with EXIT_BAD_CONFIG and the message on stderr
+    (before logging is configured: the log settings themselves may be the bad ones)."""
+    try:
+        return read_settings(env, family)
+    except SettingsError as error:
+        print(f"Cannot start: invalid configuration: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+
+
+def settings_table(names: Iterable[str] | None = None) -> list[tuple[str, str, str]]:
+    """(name, default, meaning) rows, for documentation and its test."""
+    rows = [SETTINGS_BY_NAME[name] for name in names] if names is not None else list(SETTINGS)
+    return [(s.name, "" if s.default is None else str(s.default), s.meaning) for s in rows]
 
 
 @dataclass(frozen=True)
@@ -36,6 +209,17 @@ class MediaWikiSettings:
             return self.url.rstrip("/"), self.host or domain
         return f"https://{domain}", None
 
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> MediaWikiSettings:
+        return cls(
+            url=values["WIKI_URL"],
+            host=values["WIKI_HOST"],
+            timeout_s=values["MEDIAWIKI_TIMEOUT_S"],
+            attempts=values["MEDIAWIKI_ATTEMPTS"],
+            backoff_cap_s=values["MEDIAWIKI_BACKOFF_CAP_S"],
+            user_agent=values["MEDIAWIKI_USER_AGENT"],
+        )
+
 
 @dataclass(frozen=True)
 class EventGateSettings:
@@ -44,12 +228,20 @@ class EventGateSettings:
     ca_bundle: str | None = None  # None: the system's CA store; TLS is always verified
     timeout_s: float = 5.0
 
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> EventGateSettings:
+        return cls(
+            url=values["EVENTGATE_URL"],
+            stream=values["EVENTGATE_STREAM"],
+            ca_bundle=values["EVENTGATE_CA_BUNDLE"] or values["REQUESTS_CA_BUNDLE"],
+            timeout_s=values["EVENTGATE_TIMEOUT_S"],
+        )
+
 
 @dataclass(frozen=True)
 class ServerSettings:
     http_port: int = 8080
     max_body_bytes: int = 1024 * 1024
-    # Below Kubernetes' default 30 s termination grace period, so the drain ends before SIGKILL would.
     shutdown_grace_s: float = 25.0
     json_logs: bool = True
     log_level: str = "INFO"
@@ -58,45 +250,19 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
-        """Reads the environment variables the InferenceService sets; unset ones keep the defaults."""
-        mediawiki = MediaWikiSettings(
-            url=env.get("WIKI_URL") or None,
-            host=env.get("WIKI_HOST") or None,
-            timeout_s=_float(env, "MEDIAWIKI_TIMEOUT_S", MediaWikiSettings.timeout_s),
-            attempts=_int(env, "MEDIAWIKI_ATTEMPTS", MediaWikiSettings.attempts),
-            backoff_cap_s=_float(env, "MEDIAWIKI_BACKOFF_CAP_S", MediaWikiSettings.backoff_cap_s),
-            user_agent=env.get("MEDIAWIKI_USER_AGENT", DEFAULT_USER_AGENT),
-        )
-        eventgate = EventGateSettings(
-            url=env.get("EVENTGATE_URL") or None,
-            stream=env.get("EVENTGATE_STREAM", EventGateSettings.stream),
-            ca_bundle=env.get("EVENTGATE_CA_BUNDLE") or env.get("REQUESTS_CA_BUNDLE") or None,
-            timeout_s=_float(env, "EVENTGATE_TIMEOUT_S", EventGateSettings.timeout_s),
-        )
+        """Reads and validates the shared core's environment variables; unset ones keep the defaults.
+        Raises SettingsError (a ValueError) naming each bad variable."""
+        return cls.from_values(read_settings(env, SERVER))
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> ServerSettings:
+        """From `read_settings`' result (any family's: it holds the shared core's rows)."""
         return cls(
-            http_port=_int(env, "HTTP_PORT", cls.http_port),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
-            shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
-            json_logs=env.get("LOG_FORMAT", "json") != "text",
-            log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
-            mediawiki=mediawiki,
-            eventgate=eventgate,
+            http_port=values["HTTP_PORT"],
+            max_body_bytes=values["MAX_BODY_BYTES"],
+            shutdown_grace_s=values["SHUTDOWN_GRACE_S"],
+            json_logs=values["LOG_FORMAT"] != "text",
+            log_level=values["LOG_LEVEL"],
+            mediawiki=MediaWikiSettings.from_values(values),
+            eventgate=EventGateSettings.from_values(values),
         )
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return _parse(env, name, default, int, "an integer")
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return _parse(env, name, default, float, "a number")
-
-
-def _parse(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T], kind: str) -> T:
-    """A bad value stops start-up with a message naming the variable, not a bare ValueError."""
-    if not env.get(name):
-        return default
-    try:
-        return parse(env[name])
-    except ValueError:
-        raise ValueError(f"Environment variable {name} must be {kind}, got {env[name]!r}") from None

@@ -9,6 +9,8 @@ retries with capped exponential backoff for transient failures, and one mapping 
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import logging
 import random
 import time
@@ -46,11 +48,22 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
         raise HTTPStatusFailure(response.status, _retry_after_seconds(response.headers.get("Retry-After")))
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
+def _retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After in seconds: either delay-seconds or an HTTP date (RFC 9110 allows both); None when absent
+    or unreadable (our own backoff applies). Callers cap it."""
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except ValueError:
-        return None  # an HTTP date: treat as "no hint" and use our own backoff
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # HTTP dates are GMT; a date without a zone is read as such
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class _Transient(Exception):

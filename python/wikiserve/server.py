@@ -50,7 +50,7 @@ class RequestGuard:
             scope["headers"] = [*scope.get("headers", []), (b"x-request-id", request_id.encode())]
         token = REQUEST_ID.set(request_id)
         try:
-            if self.draining:
+            if self.draining and not _answered_while_draining(scope):
                 await _send_json(
                     send, 503, {"error": "The server is shutting down; retry on another replica."}, request_id
                 )
@@ -91,6 +91,16 @@ class RequestGuard:
             return message
 
         return guarded_receive
+
+
+# While draining, liveness and metrics still answer: the process is alive (a failed liveness probe would get
+# it killed before its in-flight requests finish) and Prometheus can scrape the last counts. Readiness and
+# new inference requests get 503, so Kubernetes sends no more traffic.
+ANSWERED_WHILE_DRAINING = frozenset({"/", "/metrics", "/v2/health/live"})
+
+
+def _answered_while_draining(scope: Scope) -> bool:
+    return scope.get("method") == "GET" and scope.get("path") in ANSWERED_WHILE_DRAINING
 
 
 class _ResponseTracker:

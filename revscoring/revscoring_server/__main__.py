@@ -5,7 +5,7 @@
 
 With `--models_dir DIR --isvc a --isvc b ...` it serves several services in one process, each model read
 from `DIR/<isvc>/model.bin` (development and tests; `dev/run_all.py` serves everything).
-A bad name or binary is logged and the process exits non-zero before it listens.
+A bad environment value, name or binary stops the process with exit code 2 before it listens.
 """
 
 from __future__ import annotations
@@ -17,20 +17,19 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from revscoring_server.model import RevscoringModel
 from revscoring_server.scoring import ModelLoadError
 from revscoring_server.services import UnknownService, find_service
-from revscoring_server.workers import pool_from_env
-from wikiserve.config import ServerSettings
+from revscoring_server.workers import pool_from_values
+from wikiserve.config import EXIT_BAD_CONFIG, REVSCORING, ServerSettings, read_settings_or_exit
 from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.server import serve
 
 logger = logging.getLogger("revscoring_server")
 
-DEFAULT_MODEL_PATH = "/mnt/models/model.bin"
-EXIT_BAD_CONFIG = 2
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -51,19 +50,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        settings = ServerSettings.from_env(env)
-    except ValueError as error:
-        raise SystemExit(f"Cannot start: {error}") from None
+    values = read_settings_or_exit(env, REVSCORING)  # every variable checked once, before anything loads
+    settings = ServerSettings.from_values(values)
     if args.http_port:
         settings = dataclasses.replace(settings, http_port=args.http_port)
     configure_logging(settings.json_logs, settings.log_level)
     pool = MediaWikiPool(settings.mediawiki)
-    workers = pool_from_env(env)  # extraction in worker processes; see workers.py
+    workers = pool_from_values(values)  # extraction in worker processes; see workers.py
     try:
         models = [
             RevscoringModel(find_service(isvc), path, settings, pool, executor=workers)
-            for isvc, path in _services(args, env)
+            for isvc, path in _services(args, values)
         ]
     except (UnknownService, ModelLoadError) as error:
         logger.error(f"Cannot start: {error}")
@@ -78,15 +75,15 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     return 0
 
 
-def _services(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[str, Path]]:
+def _services(args: argparse.Namespace, values: Mapping[str, Any]) -> list[tuple[str, Path]]:
     if args.models_dir:
         if not args.isvc:
             raise UnknownService("--models_dir needs at least one --isvc.")
         return [(isvc, args.models_dir / isvc / "model.bin") for isvc in args.isvc]
-    isvc = args.model_name or env.get("INFERENCE_NAME")
+    isvc = args.model_name or values["INFERENCE_NAME"]
     if not isvc:
         raise UnknownService("No inference service name: set INFERENCE_NAME (e.g. enwiki-damaging).")
-    return [(isvc, Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH))]
+    return [(isvc, Path(values["MODEL_PATH"]))]
 
 
 if __name__ == "__main__":

@@ -33,14 +33,15 @@ from typing import Any, TypeVar
 
 from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.scoring import ScoreJob
+from wikiserve.config import REVSCORING, SETTINGS_BY_NAME, read_settings
 from wikiserve.errors import ServingError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_HEAVY_BYTES = 150_000
-DEFAULT_NICE = 3
-DEFAULT_HEAVY_NICE = 10
+DEFAULT_HEAVY_BYTES: int = SETTINGS_BY_NAME["HEAVY_REVISION_BYTES"].default
+DEFAULT_NICE: int = SETTINGS_BY_NAME["EXTRACTION_NICE"].default
+DEFAULT_HEAVY_NICE: int = SETTINGS_BY_NAME["HEAVY_EXTRACTION_NICE"].default
 
 
 class WorkerCrashed(ServingError):
@@ -92,17 +93,25 @@ def _lower_priority(increment: int) -> None:
 
 
 def pool_from_env(env: Mapping[str, str]) -> WorkerPool | None:
-    """The pool the image runs with. EXTRACTION_WORKERS: ordinary worker processes (default: one per usable
-    core; 0: no processes, extraction in a thread of the server process). HEAVY_REVISION_BYTES: from how
-    many characters of wikitext (revision + parent) a job goes to the low-priority lane."""
-    workers = int(env.get("EXTRACTION_WORKERS") or usable_cores())
+    """The pool the image runs with, from the environment (validated: see `wikiserve.config`)."""
+    return pool_from_values(read_settings(env, REVSCORING))
+
+
+def pool_from_values(values: Mapping[str, Any]) -> WorkerPool | None:
+    """EXTRACTION_WORKERS: ordinary worker processes (unset: one per usable core; 0: no processes, extraction
+    in a thread of the server process). HEAVY_REVISION_BYTES: from how many characters of wikitext (revision
+    + parent) a job goes to the low-priority lane. EXTRACTION_NICE, HEAVY_EXTRACTION_NICE: the lanes'
+    priorities below the server process."""
+    workers = values["EXTRACTION_WORKERS"]
+    if workers is None:
+        workers = usable_cores()
     if workers <= 0:
         return None
     return WorkerPool(
         workers,
-        heavy_bytes=int(env.get("HEAVY_REVISION_BYTES") or DEFAULT_HEAVY_BYTES),
-        nice=int(env.get("EXTRACTION_NICE") or DEFAULT_NICE),
-        heavy_nice=int(env.get("HEAVY_EXTRACTION_NICE") or DEFAULT_HEAVY_NICE),
+        heavy_bytes=values["HEAVY_REVISION_BYTES"],
+        nice=values["EXTRACTION_NICE"],
+        heavy_nice=values["HEAVY_EXTRACTION_NICE"],
     )
 
 

@@ -9,10 +9,11 @@ from benchmark.recordings import Recording, Response, request_key
 from benchmark.replay import make_recording_app, make_replay_app, start_app
 
 API = "/w/api.php"
+TIMEOUT = aiohttp.ClientTimeout(total=30)  # every HTTP call a test makes has a limit
 
 
 async def _get(url, host, params):
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
         async with session.get(url + API, params=params, headers={"Host": host}) as response:
             return response.status, await response.read()
 
@@ -33,7 +34,7 @@ async def test_replay_answers_recorded_calls_and_counts_misses():
             url, "de.wikipedia.org", {"action": "query", "revids": "7", "prop": "revisions|info"}
         )
         assert status == 404
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             stats = await (await session.get(url + "/__stats")).json()
         assert (stats["hits"], stats["misses"]) == (1, 1)
     finally:
@@ -105,7 +106,7 @@ async def test_latency_can_be_changed_while_running():
         started = time.perf_counter()
         await _get(url, "h", {"a": "1"})
         fast = time.perf_counter() - started
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             async with session.post(url + "/__latency", params={"ms": "200"}) as response:
                 assert (await response.json())["latency_ms"] == 200.0
         started = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from blubber_config import REPO_ROOT, apt_packages, effective_variant, production_variants
+from blubber_config import apt_packages, effective_variant, production_variants
 from image_assembly import STATE, WHEELHOUSE, AssembledImage, assemble, ensure_venv, venv_without
 
 from deploy import images
@@ -28,10 +28,6 @@ from deploy.seed_table import load_rows
 
 LOGS = STATE / "logs"
 READY_TIMEOUT_S = 240.0
-SERVERS_WRITTEN = all((REPO_ROOT / path).exists() for path in (
-    "revscoring/revscoring_server/__main__.py", "outlink-topic-model/outlink_server/predictor.py",
-    "outlink-topic-model/outlink_server/transformer.py"))
-needs_servers = pytest.mark.skipif(not SERVERS_WRITTEN, reason="the model servers are not written yet")
 
 # One inference service per revscoring image: what its smoke run serves.
 SMOKE_ISVC = {
@@ -204,7 +200,6 @@ def test_venvs_are_reused_while_requirements_are_unchanged():
 
 
 @pytest.mark.slow
-@needs_servers
 @pytest.mark.parametrize("variant", sorted(SMOKE_ISVC))
 def test_revscoring_image_serves_a_prediction(variant, farm, demo_models, containers):
     isvc = SMOKE_ISVC[variant]
@@ -224,7 +219,6 @@ def test_revscoring_image_serves_a_prediction(variant, farm, demo_models, contai
 
 
 @pytest.mark.slow
-@needs_servers
 def test_outlink_images_serve_a_prediction_through_the_transformer(farm, demo_models, containers):
     predictor = start("outlink", isvc_env(OUTLINK, farm, demo_models), containers)
     predictor.wait_ready(OUTLINK)
@@ -246,7 +240,6 @@ def test_outlink_images_serve_a_prediction_through_the_transformer(farm, demo_mo
 
 
 @pytest.mark.slow
-@needs_servers
 def test_a_file_missing_from_copies_stops_the_image_from_starting(farm, demo_models, containers):
     isvc = SMOKE_ISVC["editquality"]
     dropped = "revscoring/revscoring_server/model_types.py"
@@ -260,7 +253,6 @@ def test_a_file_missing_from_copies_stops_the_image_from_starting(farm, demo_mod
 
 
 @pytest.mark.slow
-@needs_servers
 def test_a_requirement_missing_from_the_variant_stops_the_image_from_starting(farm, demo_models, containers):
     isvc = SMOKE_ISVC["editquality"]
     full = assemble("editquality")

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from testkit.servers import ServerProcess
+from testkit.servers import REPO_ROOT, ServerProcess
+
+TESTS_DIR = REPO_ROOT / "tests"
 
 MODEL_NAME = "outlink-topic-model"
 LINKS_PER_CALL = "20"  # the servers page through links 20 at a time, so continuation is always exercised
@@ -85,7 +87,7 @@ def server_env(wiki_url: str, model_path: Path, **extra: str) -> dict[str, str]:
 def without_fasttext(tmp: Path) -> dict[str, str]:
     """PYTHONPATH with a `fasttext` that cannot be imported in front: the transformer image has none."""
     (tmp / "fasttext.py").write_text(NO_FASTTEXT_STUB)
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")]))}
+    return {"PYTHONPATH": os.pathsep.join([str(tmp), str(TESTS_DIR)])}
 
 
 def start_servers(specs: list[ServerSpec]) -> list[ServerProcess]:

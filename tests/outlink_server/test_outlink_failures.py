@@ -4,7 +4,6 @@ failing behind the transformer, and model binaries that cannot be loaded."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from outlink_testing import MODEL_NAME, predict, predictor_spec, start_servers, transformer_spec
-from testkit.servers import REPO_ROOT, ServerProcess, free_port
+from testkit.servers import REPO_ROOT, ServerProcess, free_port, server_environment
 
 from outlink_server.languages import wikipedias
 from outlink_server.settings import OutlinkSettings
@@ -202,7 +201,7 @@ async def test_predictor_refusing_connections_is_502():
 
 
 def _start_predictor(model_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MODEL_PATH": str(model_path), "LOG_FORMAT": "text"}
+    env = server_environment({"MODEL_PATH": str(model_path), "LOG_FORMAT": "text"})
     return subprocess.run([sys.executable, "-m", "outlink_server.predictor", f"--http_port={free_port()}"],
                           env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
@@ -227,7 +226,7 @@ def test_predictor_refuses_to_start_without_a_usable_model(outlink_model, tmp_pa
 def test_transformer_refuses_other_protocols():
     result = subprocess.run([sys.executable, "-m", "outlink_server.transformer", "--predictor_host=x:1",
                              "--predictor_protocol=v2", f"--http_port={free_port()}"],
-                            env={**os.environ, "LOG_FORMAT": "text"}, cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=120)
+                            env=server_environment({"LOG_FORMAT": "text"}), cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "Only the V1 protocol" in result.stderr

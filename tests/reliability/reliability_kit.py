@@ -23,6 +23,7 @@ from typing import Any
 
 import requests
 from aiohttp import web
+from testkit.events import revision_create_event  # noqa: F401 - re-exported for the reliability tests
 from testkit.faulty_mediawiki import FaultyMediaWiki
 from testkit.servers import ServerProcess, free_port
 
@@ -274,23 +275,6 @@ def is_ready(server: ServerProcess, model: str) -> bool:
 
 def log_lines(server: ServerProcess) -> list[str]:
     return server.log_path.read_text(errors="replace").splitlines()
-
-
-def revision_create_event(wiki: dict[str, Any], rev_id: int, **meta: str) -> dict[str, Any]:
-    """A mediawiki/revision/create 1.x event for a revision of the farm (`wiki`: its manifest entry)."""
-    page = next(page for page in wiki["pages"] if rev_id in page["rev_ids"])
-    return {
-        "$schema": "/mediawiki/revision/create/1.1.0",
-        "meta": {"stream": "mediawiki.revision-create", "domain": wiki["host"], "dt": "2024-01-02T03:04:05Z",
-                 "id": "5e5f0a57-6b0c-4a1c-9a0d-6a6f3b0c2e11", **meta},
-        "database": wiki["dbname"],
-        "page_id": page["page_id"],
-        "page_title": page["title"],
-        "page_namespace": 0,
-        "page_is_redirect": False,
-        "rev_id": rev_id,
-        "rev_timestamp": "2024-01-02T03:04:05Z",
-    }
 
 
 def farm_api(farm_url: str, host: str, **params: Any) -> dict[str, Any]:

@@ -7,7 +7,6 @@ the fault proxy delaying MediaWiki's answer.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import socket
@@ -28,7 +27,7 @@ from reliability_kit import (
     revscoring_spec,
     start_processes,
 )
-from testkit.servers import REPO_ROOT, ServerProcess, free_port
+from testkit.servers import REPO_ROOT, ServerProcess, free_port, server_environment
 
 pytestmark = pytest.mark.slow
 
@@ -210,8 +209,8 @@ def bad_starts(tmp_path_factory, model_paths, farm) -> dict[tuple[str, str], dic
     for kind, damage in CASES:
         path = _damage(kind, damage, tmp, model_paths)
         port = free_port()
-        env = {**os.environ, "MODEL_PATH": str(path), "WIKI_URL": farm.url, "LOG_FORMAT": "json",
-               "INFERENCE_NAME": "enwiki-damaging", "HTTP_PORT": str(port)}
+        env = server_environment({"MODEL_PATH": str(path), "WIKI_URL": farm.url, "LOG_FORMAT": "json",
+                                  "INFERENCE_NAME": "enwiki-damaging", "HTTP_PORT": str(port)})
         log = tmp / f"{kind}-{damage}.log"
         with open(log, "wb") as output:
             process = subprocess.Popen(_argv(kind, port), env=env, cwd=REPO_ROOT, stdout=output,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import requests
 from revscoring_testdata import EVENT_STREAM
+from testkit import events
 
 from dev.seed_table import revscoring_rows
 from revscoring_server.fetch import FetchPlan, fetch_docs
@@ -21,7 +20,6 @@ from wikiserve.errors import MediaWikiError
 from wikiserve.mediawiki import MediaWikiPool
 
 ROWS = revscoring_rows()
-SCHEMA_DIR = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "events"
 
 
 def manifest_wiki(farm: Any, dbname: str) -> dict[str, Any]:
@@ -103,59 +101,15 @@ def test_body_without_json_content_type_works(revscoring_all, farm):
 
 
 def revision_create_event(farm: Any, dbname: str, rev_id: int, major: int) -> dict[str, Any]:
-    revision = next(r for r in manifest_wiki(farm, dbname)["revisions"] if r["rev_id"] == rev_id)
-    domain = manifest_wiki(farm, dbname)["host"]
-    event = {
-        "$schema": f"/mediawiki/revision/create/{major}.1.0"
-        if major == 1
-        else "/mediawiki/revision/create/2.0.0",
-        "meta": {
-            "stream": "mediawiki.revision-create",
-            "dt": "2024-01-02T03:04:05Z",
-            "domain": domain,
-            "uri": f"https://{domain}/wiki/X",
-            "request_id": str(uuid.uuid4()),
-            "id": str(uuid.uuid4()),
-        },
-        "database": dbname,
-        "page_id": revision["page_id"],
-        "page_title": revision["title"].replace(" ", "_"),
-        "page_namespace": 0,
-        "page_is_redirect": False,
-        "rev_id": rev_id,
-        "rev_timestamp": "2024-01-02T03:04:05Z",
-        "performer": {"user_text": revision["user"], "user_groups": ["*"], "user_is_bot": False},
-    }
-    if major == 1:
-        schema = json.loads((SCHEMA_DIR / "mediawiki.revision.create.1.1.0.json").read_text())
-        jsonschema.Draft7Validator(schema).validate(event)
-    return event
+    return events.revision_create_event(manifest_wiki(farm, dbname), rev_id, major)
 
 
 def page_change_event(farm: Any, dbname: str, rev_id: int) -> dict[str, Any]:
-    revision = next(r for r in manifest_wiki(farm, dbname)["revisions"] if r["rev_id"] == rev_id)
-    domain = manifest_wiki(farm, dbname)["host"]
-    return {
-        "$schema": "/mediawiki/page/change/1.1.0",
-        "meta": {"stream": "mediawiki.page_change.v1", "dt": "2024-01-02T03:04:05Z", "domain": domain},
-        "wiki_id": dbname,
-        "page_change_kind": "edit",
-        "changelog_kind": "update",
-        "dt": "2024-01-02T03:04:05Z",
-        "page": {
-            "page_id": revision["page_id"],
-            "page_title": revision["title"],
-            "namespace_id": 0,
-            "is_redirect": False,
-        },
-        "revision": {"rev_id": rev_id, "rev_dt": "2024-01-02T03:04:05Z", "is_minor_edit": False},
-        "performer": {"user_text": revision["user"], "groups": ["*", "user"], "is_bot": False, "user_id": 3},
-    }
+    return events.page_change_event(manifest_wiki(farm, dbname), rev_id)
 
 
 def score_schema_validator() -> jsonschema.Validator:
-    schema = json.loads((SCHEMA_DIR / "mediawiki.revision.score.2.0.0.json").read_text())
-    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+    return events.validator("mediawiki.revision.score.2.0.0.json")
 
 
 @pytest.mark.parametrize("kind", ["revision-create-1", "revision-create-2", "page-change-1"])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 
 import pytest
-from testkit.servers import REPO_ROOT, free_port
+from testkit.servers import REPO_ROOT, free_port, server_environment
 
 import revscoring_server.__main__ as entrypoint
 
@@ -16,7 +15,7 @@ import revscoring_server.__main__ as entrypoint
 def test_the_image_entrypoint_exits_non_zero_on_a_corrupt_binary(tmp_path):
     corrupt = tmp_path / "model.bin"
     corrupt.write_bytes(b"definitely not a pickle")
-    env = {**os.environ, "INFERENCE_NAME": "enwiki-damaging", "MODEL_PATH": str(corrupt)}
+    env = server_environment({"INFERENCE_NAME": "enwiki-damaging", "MODEL_PATH": str(corrupt)})
     result = subprocess.run(
         [sys.executable, "-m", "revscoring_server", f"--http_port={free_port()}"],
         env=env,

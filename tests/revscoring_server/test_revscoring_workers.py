@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from revscoring_server.fetch import ApiDocs
 from revscoring_server.scoring import ScoreJob
 from revscoring_server.workers import WorkerCrashed, WorkerPool, job_text_bytes, pool_from_env, usable_cores
+from wikiserve.config import SettingsError
 
 
 def _where() -> tuple[int, int]:
@@ -30,11 +32,39 @@ def test_job_weight_is_the_text_of_the_revision_and_its_parent():
     assert job_text_bytes(("not a job",)) == 0
 
 
+def _cores_this_runner_allows() -> int:
+    """Worked out here from the kernel's own files: the CPUs of the affinity set, capped by the cgroup v2
+    CPU quota when there is one (a CPU-limited CI runner or container)."""
+    cores = len(os.sched_getaffinity(0))
+    cpu_max = Path("/sys/fs/cgroup/cpu.max")
+    if cpu_max.exists():
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    return cores
+
+
 def test_pool_size_comes_from_the_environment():
     assert pool_from_env({"EXTRACTION_WORKERS": "0"}) is None
-    pool = pool_from_env({"EXTRACTION_WORKERS": "3", "HEAVY_REVISION_BYTES": "1234"})
+    pool = pool_from_env(
+        {"EXTRACTION_WORKERS": "3", "HEAVY_REVISION_BYTES": "1234", "EXTRACTION_NICE": "1",
+         "HEAVY_EXTRACTION_NICE": "7"}
+    )
     assert pool is not None and pool.workers == 3 and pool.heavy_bytes == 1234
-    assert pool_from_env({}).workers == len(os.sched_getaffinity(0))
+    assert (pool.nice, pool.heavy_nice) == (1, 7)
+    default = pool_from_env({})
+    assert default is not None and default.workers == _cores_this_runner_allows()
+    assert (default.heavy_bytes, default.nice, default.heavy_nice) == (150_000, 3, 10)  # documented defaults
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("EXTRACTION_WORKERS", "-2"), ("HEAVY_REVISION_BYTES", "big"), ("EXTRACTION_NICE", "-1"),
+     ("HEAVY_EXTRACTION_NICE", "99")],
+)
+def test_a_bad_pool_setting_is_refused_naming_it(name, value):
+    with pytest.raises(SettingsError, match=name):
+        pool_from_env({name: value})
 
 
 def test_usable_cores_respects_the_container_cpu_limit(tmp_path):

@@ -1,7 +1,8 @@
 """A minimal model served by the shared core, for testing the server itself (not a product model).
 
 `python -m testkit.echo_model --http_port N` serves `echo`: it validates `rev_id`, can sleep (`sleep_s`) to
-simulate a long request, and raises an unexpected error for rev_id 13.
+simulate a long request, and raises an unexpected error for rev_id 13; `not-ready` is a model that never
+becomes ready.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from wikiserve.validation import optional_float, parse_body, reject_unknown_fiel
 
 
 class EchoModel(kserve.Model):
-    def __init__(self) -> None:
-        super().__init__("echo")
-        self.ready = True
+    def __init__(self, name: str = "echo", ready: bool = True) -> None:
+        super().__init__(name)
+        self.ready = ready
 
     async def preprocess(self, payload: object, headers: dict[str, str] | None = None) -> dict:
         body = parse_body(payload)
@@ -39,4 +40,6 @@ class EchoModel(kserve.Model):
 
 if __name__ == "__main__":
     port = next((arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("--http_port=")), "8080")
-    serve([EchoModel()], ServerSettings.from_env({**os.environ, "HTTP_PORT": port}))
+    # "not-ready" stays unready, as a model whose loading has not finished: KServe refuses to serve it.
+    models = [EchoModel(), EchoModel("not-ready", ready=False)]
+    serve(models, ServerSettings.from_env({**os.environ, "HTTP_PORT": port}))

@@ -75,7 +75,8 @@ class FaultyMediaWiki:
             self.requests.clear()
 
     async def _start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        # The upstream is the farm: 60 s is far above any delay a test injects; a hung farm fails the call.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)

@@ -17,6 +17,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / ".state" / "test-logs"
 
 
+# What a server process gets from the caller's environment; everything else is what the test passes. A
+# developer's LOG_LEVEL=DEBUG or WIKI_URL in the shell must not change what a test sees.
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "NLTK_DATA")
+
+
+def server_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """The complete environment of a server subprocess: a few inherited basics plus `env`."""
+    inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+    # The venv's .pth file puts the source folders on sys.path; tests/ is added for test-only servers.
+    return {**inherited, "PYTHONPATH": str(REPO_ROOT / "tests"), **env}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -33,11 +45,8 @@ class ServerProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{name}-{port}.log"
         self._log = open(self.log_path, "wb")
-        # The venv's .pth file puts the source folders on sys.path; tests/ is added for test-only servers.
-        python_path = os.pathsep.join(filter(None, [str(REPO_ROOT / "tests"), os.environ.get("PYTHONPATH")]))
-        full_env = {**os.environ, "PYTHONPATH": python_path, **env}
         self.process = subprocess.Popen(
-            list(argv), env=full_env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
+            list(argv), env=server_environment(env), cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def wait_ready(self, model_names: Sequence[str], timeout_s: float = 120.0) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from testkit.events import validate
 
 from wikiserve.errors import InvalidRequest
 from wikiserve.events import parse_event, revision_score_event
@@ -22,8 +23,8 @@ def revision_create() -> dict:
 
 
 def page_change_event() -> dict:
-    return {
-        "$schema": "/mediawiki/page/change/1.1.0",
+    return validate({
+        "$schema": "/mediawiki/page/change/1.0.0",
         "meta": {
             "stream": "mediawiki.page_change.v1",
             "domain": "en.wikipedia.org",
@@ -44,14 +45,14 @@ def page_change_event() -> dict:
             "edit_count": 120,
             "registration_dt": "2010-01-01T00:00:00Z",
         },
-    }
+    })
 
 
 def test_revision_create_1_and_2_are_read(revision_create):
     parsed = parse_event(revision_create)
     assert parsed.rev_id == revision_create["rev_id"] and parsed.database == revision_create["database"]
     revision_create["$schema"] = "/mediawiki/revision/create/2.0.0"
-    assert parse_event(revision_create).rev_id == revision_create["rev_id"]
+    assert parse_event(validate(revision_create)).rev_id == revision_create["rev_id"]
 
 
 def test_page_change_is_read_and_performer_renamed():

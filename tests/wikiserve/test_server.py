@@ -9,6 +9,8 @@ import pytest
 import requests
 from testkit.servers import start_server
 
+HTTP_TIMEOUT_S = 30
+
 
 @pytest.fixture(scope="module")
 def echo_server():
@@ -23,9 +25,10 @@ def test_valid_request_gets_a_request_id(echo_server):
     response = echo_server.predict("echo", {"rev_id": 5}, headers={"x-request-id": "abc-123"})
     assert response.status_code == 200 and response.json() == {"rev_id": 5}
     assert response.headers["x-request-id"] == "abc-123"
-    assert requests.post(f"{echo_server.url}/v1/models/echo:predict", json={"rev_id": 5}).headers[
-        "x-request-id"
-    ]
+    generated = requests.post(
+        f"{echo_server.url}/v1/models/echo:predict", json={"rev_id": 5}, timeout=HTTP_TIMEOUT_S
+    )
+    assert generated.headers["x-request-id"]
 
 
 def test_body_without_json_content_type_works(echo_server):
@@ -33,6 +36,7 @@ def test_body_without_json_content_type_works(echo_server):
         f"{echo_server.url}/v1/models/echo:predict",
         data='{"rev_id": 7}',
         headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=HTTP_TIMEOUT_S,
     )
     assert response.status_code == 200 and response.json() == {"rev_id": 7}
 
@@ -50,7 +54,8 @@ def test_body_without_json_content_type_works(echo_server):
 )
 def test_bad_input_is_a_clear_4xx(echo_server, body, content_type, status, message):
     response = requests.post(
-        f"{echo_server.url}/v1/models/echo:predict", data=body, headers={"Content-Type": content_type}
+        f"{echo_server.url}/v1/models/echo:predict", data=body, headers={"Content-Type": content_type},
+        timeout=HTTP_TIMEOUT_S,
     )
     assert response.status_code == status
     assert message in response.json()["error"]
@@ -58,8 +63,9 @@ def test_bad_input_is_a_clear_4xx(echo_server, body, content_type, status, messa
 
 def test_oversized_bodies_are_refused_with_413(echo_server):
     big = json.dumps({"rev_id": 1, "padding": "x" * 5000})
-    assert requests.post(f"{echo_server.url}/v1/models/echo:predict", data=big).status_code == 413
-    chunked = requests.post(f"{echo_server.url}/v1/models/echo:predict", data=iter([big.encode()]))
+    url = f"{echo_server.url}/v1/models/echo:predict"
+    assert requests.post(url, data=big, timeout=HTTP_TIMEOUT_S).status_code == 413
+    chunked = requests.post(url, data=iter([big.encode()]), timeout=HTTP_TIMEOUT_S)
     assert chunked.status_code == 413  # no Content-Length: counted while reading
 
 
@@ -72,24 +78,50 @@ def test_unknown_model_is_404_and_unexpected_errors_hide_details(echo_server):
     assert echo_server.predict("echo", {"rev_id": 14}).status_code == 200  # still healthy
 
 
-def test_sigterm_finishes_in_flight_requests_and_exits_zero():
-    server = start_server("echo-sigterm", ["testkit.echo_model"], {"SHUTDOWN_GRACE_S": "10"}, ["echo"])
-    results = {}
+def test_a_model_that_is_not_ready_is_503_naming_it(echo_server):
+    """KServe's ModelNotReady (a registered model still loading) is a 503, not a 500 or a traceback."""
+    response = echo_server.predict("not-ready", {"rev_id": 1}, timeout_s=HTTP_TIMEOUT_S)
+    assert response.status_code == 503, response.text
+    assert "not-ready" in response.json()["error"] and "Traceback" not in response.text
+    probe = requests.get(f"{echo_server.url}/v1/models/not-ready", timeout=HTTP_TIMEOUT_S)
+    assert probe.status_code == 503
+    assert echo_server.predict("echo", {"rev_id": 3}).status_code == 200
 
-    def slow_request():
-        results["slow"] = server.predict("echo", {"rev_id": 1, "sleep_s": 1.5})
 
-    worker = threading.Thread(target=slow_request)
-    worker.start()
-    time.sleep(0.4)
-    server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+def _get(server, path: str) -> requests.Response:
+    return requests.get(f"{server.url}{path}", timeout=HTTP_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_drains_in_flight_requests_and_exits_zero(sig):
+    """SIGTERM (Kubernetes) and SIGINT (Ctrl-C) both drain. While draining: the in-flight request finishes,
+    new requests and the readiness probe get 503, the liveness probe and /metrics still answer."""
+    server = start_server(f"echo-{sig.name}", ["testkit.echo_model"], {"SHUTDOWN_GRACE_S": "10"}, ["echo"])
     try:
-        refused = server.predict("echo", {"rev_id": 2}, timeout_s=5).status_code
-    except requests.ConnectionError:
-        refused = "connection refused"
-    worker.join(10)
-    assert results["slow"].status_code == 200 and results["slow"].json() == {"rev_id": 1}
-    assert refused in (503, "connection refused")
-    assert server.process.wait(15) == 0
-    server.stop()
+        results = {}
+
+        def slow_request():
+            results["slow"] = server.predict("echo", {"rev_id": 1, "sleep_s": 2.5}, timeout_s=HTTP_TIMEOUT_S)
+
+        worker = threading.Thread(target=slow_request)
+        worker.start()
+        time.sleep(0.5)
+        server.process.send_signal(sig)
+        time.sleep(0.3)
+        during = {
+            "predict": server.predict("echo", {"rev_id": 2}, timeout_s=HTTP_TIMEOUT_S),
+            "ready": _get(server, "/v1/models/echo"),
+            "live": _get(server, "/"),
+            "v2-live": _get(server, "/v2/health/live"),
+            "metrics": _get(server, "/metrics"),
+        }
+        worker.join(HTTP_TIMEOUT_S)
+        assert results["slow"].status_code == 200 and results["slow"].json() == {"rev_id": 1}
+        assert during["predict"].status_code == 503 and "shutting down" in during["predict"].json()["error"]
+        assert during["ready"].status_code == 503
+        assert during["live"].status_code == 200 and during["v2-live"].status_code == 200
+        assert during["metrics"].status_code == 200 and "# TYPE" in during["metrics"].text
+        assert server.process.wait(15) == 0
+        assert "draining" in server.log_path.read_text()
+    finally:
+        server.stop()

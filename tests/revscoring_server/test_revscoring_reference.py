@@ -1,0 +1,113 @@
+"""Every revscoring row's values against the independent reference (reference_scoring.py).
+
+For each of the 110 services and a spread of its wiki's farm revisions (an edit with a parent by an
+experienced user, an anonymous edit, a new account's edit, the large revision, the first revision of a
+page), the server's probabilities and the base features of `extended_output` must equal what revscoring's
+own `api.Extractor` over a live `mwapi.Session` gives with the same binary (models/<isvc>/model.bin), and
+for a revision whose text is hidden both must refuse.
+
+The work is shared: one server process serves all services (`revscoring_all`), the server's answers are
+asked for concurrently, and the reference extracts each (wiki, revision) once for all of that wiki's models,
+in a process pool.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from reference_scoring import ReferenceJob, as_json, differences, label_key, run_all
+
+from dev.seed_table import revscoring_rows
+
+ROWS = revscoring_rows()
+SPREAD = {  # what each revision is, for failure messages
+    "good_rev_id": "an edit with a parent, by an experienced user",
+    "anon_rev_id": "an anonymous edit",
+    "newcomer_rev_id": "an edit by a new account",
+    "large_rev_id": "the large revision (the heavy lane)",
+    "page_creation": "the first revision of a page (no parent)",
+}
+HIDDEN = "hidden_rev_id"
+
+
+def spread(wiki: dict[str, Any]) -> dict[str, int]:
+    """The wiki's revisions of each kind in SPREAD (every wiki of the farm has all of them)."""
+    revisions = {key: wiki["special"][key] for key in SPREAD if key in wiki["special"]}
+    article = next(page for page in wiki["pages"] if page["kind"] == "article")
+    revisions["page_creation"] = article["rev_ids"][0]
+    missing = set(SPREAD) - set(revisions)
+    assert not missing, f"the farm's {wiki['dbname']} lacks {missing}: the spread is incomplete"
+    return revisions
+
+
+@pytest.fixture(scope="module")
+def revisions(farm) -> dict[str, dict[str, int]]:
+    """dbname -> {kind: rev_id}, the hidden revision included."""
+    by_wiki = {}
+    for dbname in {row.dbname for row in ROWS}:
+        wiki = farm.manifest[dbname]
+        by_wiki[dbname] = {**spread(wiki), HIDDEN: wiki["special"][HIDDEN]}
+    return by_wiki
+
+
+@pytest.fixture(scope="module")
+def reference(farm, demo_models: Path, revisions) -> dict[tuple[int, str], dict[str, Any]]:
+    jobs = []
+    for dbname, by_kind in sorted(revisions.items()):
+        models = tuple((row.isvc, str(demo_models / row.isvc / "model.bin")) for row in ROWS
+                       if row.dbname == dbname)
+        host = farm.manifest[dbname]["host"]
+        jobs += [ReferenceJob(farm.url, host, rev_id, models) for rev_id in by_kind.values()]
+    # The large revisions first: the longest jobs should not be the last ones left for one core.
+    large = {by_kind["large_rev_id"] for by_kind in revisions.values()}
+    jobs.sort(key=lambda job: job.rev_id not in large)
+    return run_all(jobs)
+
+
+@pytest.fixture(scope="module")
+def served(revscoring_all, revisions) -> dict[tuple[int, str], requests.Response]:
+    """The server's answer, with extended output, for every (revision, service)."""
+    asks = [(rev_id, row.isvc) for row in ROWS for rev_id in revisions[row.dbname].values()]
+
+    def ask(key: tuple[int, str]) -> requests.Response:
+        rev_id, isvc = key
+        return revscoring_all.predict(isvc, {"rev_id": rev_id, "extended_output": True}, timeout_s=120)
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(asks, pool.map(ask, asks), strict=True))
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_scores_and_base_features_equal_revscorings_own(row, revisions, reference, served):
+    problems = []
+    for kind, rev_id in revisions[row.dbname].items():
+        if kind == HIDDEN:
+            continue
+        expected, response = reference[(rev_id, row.isvc)], served[(rev_id, row.isvc)]
+        label = f"{kind} {rev_id} ({SPREAD[kind]})"
+        assert "error" not in expected, f"the reference could not score {label}: {expected}"
+        assert response.status_code == 200, f"{label}: {response.text}"
+        entry = response.json()[row.dbname]["scores"][str(rev_id)][row.model_type]
+        probability = {label_key(k): v for k, v in expected["probability"].items()}
+        prediction = expected["prediction"]
+        prediction = ([label_key(p) if isinstance(p, bool) else p for p in prediction]
+                      if isinstance(prediction, list) else prediction)
+        features = {name: as_json(value) for name, value in expected["features"].items()}
+        score = entry["score"]
+        problems += [f"{label} probability{d}" for d in differences(probability, score["probability"])]
+        problems += [f"{label} prediction{d}" for d in differences(prediction, score["prediction"])]
+        problems += [f"{label} features{d}" for d in differences(features, entry["features"])]
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_both_refuse_a_hidden_revision(row, revisions, reference, served):
+    rev_id = revisions[row.dbname][HIDDEN]
+    expected, response = reference[(rev_id, row.isvc)], served[(rev_id, row.isvc)]
+    assert expected.get("error") == "TextDeleted", expected  # revscoring refuses the hidden text
+    assert response.status_code == 400, response.text
+    assert f"revision {rev_id}" in response.json()["error"] and "hidden" in response.json()["error"]
