@@ -8,6 +8,7 @@ of that kind, and afterwards a healthy server whose next good request succeeds.
 
 from __future__ import annotations
 
+import email.utils
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -136,7 +137,29 @@ def test_retry_after_is_capped(servers, kind, enwiki, proxy, baseline):
     _recovers(servers[kind], kind, enwiki, proxy, baseline[kind])
 
 
-@pytest.mark.parametrize("code", ["nosuchrevid", "badrevids"])
+def test_retry_after_as_an_http_date_is_honoured_and_capped(servers, kind, enwiki, proxy, baseline):
+    proxy.inject("status", status=429, retry_after=email.utils.formatdate(time.time() + 30, usegmt=True),
+                 times=1)
+    response = servers[kind].predict(MODEL_OF[kind], good(kind, enwiki))
+    assert response.status_code == 200, response.text
+    assert response.json() == baseline[kind]
+    first, second = proxy.arrivals[:2]
+    # The date is 30 s away: the wait is the cap, not the ~0.1-0.2 s backoff used without a hint.
+    assert MW_BACKOFF_CAP_S - 0.05 <= second - first <= MW_BACKOFF_CAP_S + 0.75, second - first
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_mediawiki_4xx_other_than_429_is_a_502_without_retries(servers, kind, enwiki, proxy, baseline,
+                                                              status):
+    proxy.inject("status", status=status, times=-1)
+    response = servers[kind].predict(MODEL_OF[kind], good(kind, enwiki))
+    assert response.status_code == 502, response.text
+    assert "MediaWiki API" in response.json()["error"] and f"HTTP {status}" in response.json()["error"]
+    assert len(proxy.requests) == 1
+    _recovers(servers[kind], kind, enwiki, proxy, baseline[kind])
+
+
+@pytest.mark.parametrize("code", ["nosuchrevid", "badrevids", "missingtitle", "nosuchpageid"])
 def test_permanent_api_errors_are_4xx_without_retries(servers, kind, enwiki, proxy, baseline, code):
     proxy.inject("api_error", api_code=code, times=-1)
     response = servers[kind].predict(MODEL_OF[kind], good(kind, enwiki))

@@ -1,6 +1,7 @@
 """The shared MediaWiki client against the real farm, through the fault-injecting proxy (a stand-in)."""
 
 import asyncio
+import email.utils
 import time
 
 import pytest
@@ -9,7 +10,7 @@ from testkit.servers import free_port
 
 from wikiserve.config import MediaWikiSettings
 from wikiserve.errors import InvalidRequest, MediaWikiError, MediaWikiTimeout, MediaWikiUnavailable
-from wikiserve.mediawiki import MediaWikiPool
+from wikiserve.mediawiki import MediaWikiPool, _retry_after_seconds
 
 TIMEOUT_S = 0.5
 ATTEMPTS = 3
@@ -102,7 +103,49 @@ def test_retry_after_is_honoured_but_capped(farm, faults):
     assert time.monotonic() - started < 1.5  # capped at backoff_cap_s, not 30 s
 
 
-@pytest.mark.parametrize("code", ["nosuchrevid", "badrevids"])
+def test_retry_after_as_an_http_date_is_honoured(farm, faults):
+    """Retry-After may be an HTTP date (RFC 9110): the wait lasts until then (capped), not our own backoff."""
+    settings = MediaWikiSettings(url=faults.url, timeout_s=2, attempts=2, backoff_base_s=0.01,
+                                 backoff_cap_s=5)
+    when = email.utils.formatdate(time.time() + 3, usegmt=True)  # whole seconds: 2 to 3 s from now
+    faults.inject("status", status=429, retry_after=when, times=1)
+
+    async def run() -> dict:
+        pool = MediaWikiPool(settings)
+        try:
+            return await pool.client("en.wikipedia.org").get(action="query", meta="siteinfo")
+        finally:
+            await pool.close()
+
+    started = time.monotonic()
+    assert asyncio.run(run())["query"]["general"]["lang"] == "en"
+    waited = time.monotonic() - started
+    assert len(faults.requests) == 2
+    assert 1.5 <= waited < 5, waited  # our own backoff would have waited about 0.01 s
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("7", 7.0), ("-3", 0.0), ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0), ("soon", None), (None, None)],
+)
+def test_retry_after_values(value, expected):
+    assert _retry_after_seconds(value) == expected
+    now = 1_000_000_000.0
+    assert _retry_after_seconds(email.utils.formatdate(now + 42, usegmt=True), now=now) == 42.0
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_http_4xx_other_than_429_is_a_502_and_not_retried(farm, faults, status):
+    """MediaWiki refusing our call is not the client's fault (its request was valid) nor worth retrying."""
+    faults.inject("status", status=status, times=-1)
+    with pytest.raises(MediaWikiError) as raised:
+        call(faults.url, action="query", meta="siteinfo")
+    assert raised.value.status == 502 and raised.value.kind == "http_4xx"
+    assert f"HTTP {status}" in raised.value.message and "MediaWiki API" in raised.value.message
+    assert len(faults.requests) == 1
+
+
+@pytest.mark.parametrize("code", ["nosuchrevid", "badrevids", "missingtitle", "nosuchpageid"])
 def test_permanent_api_errors_are_4xx_and_not_retried(farm, faults, code):
     faults.inject("api_error", api_code=code, times=-1)
     with pytest.raises(InvalidRequest, match=code):
