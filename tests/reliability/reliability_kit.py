@@ -9,7 +9,6 @@ import asyncio
 import datetime
 import ipaddress
 import json
-import re
 import ssl
 import sys
 import threading
@@ -25,6 +24,7 @@ import requests
 from aiohttp import web
 from testkit.events import revision_create_event  # noqa: F401 - re-exported for the reliability tests
 from testkit.faulty_mediawiki import FaultyMediaWiki
+from testkit.metrics import metric_delta, metric_samples, metric_sum  # noqa: F401 - re-exported
 from testkit.servers import ServerProcess, free_port
 
 REVSCORING_ISVC = "enwiki-damaging"
@@ -193,32 +193,7 @@ class HttpsEventReceiver:
         self.server.server_close()
 
 
-def metric_samples(server: ServerProcess) -> dict[str, float]:
-    """Every sample of the server's Prometheus `/metrics`, keyed by `name{labels}` as exposed."""
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
-    samples = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            samples[key] = float(value)
-    return samples
-
-
-def metric_sum(samples: Mapping[str, float], name: str, **labels: str) -> float:
-    """The sum over samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for key, value in samples.items():
-        match = re.fullmatch(rf"{re.escape(name)}(?:{{(.*)}})?", key)
-        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
-            total += value
-    return total
-
-
 ServerSpec = tuple[str, list[str], dict[str, str], list[str], int]  # name, -m args, env, models, port
-
-
-def metric_delta(before: Mapping[str, float], after: Mapping[str, float], name: str, **labels: str) -> float:
-    return metric_sum(after, name, **labels) - metric_sum(before, name, **labels)
 
 
 def start_processes(specs: Sequence[ServerSpec], timeout_s: float = 180.0) -> list[ServerProcess]:

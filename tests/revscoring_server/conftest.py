@@ -7,6 +7,7 @@ the fetch -> cache -> extraction path is exercised for real without building the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import threading
@@ -21,7 +22,7 @@ from revscoring.features import revision_oriented, temporal
 from revscoring.features import wikitext as wikitext_features
 from revscoring.features.modifiers import log
 from revscoring.scoring.models import GradientBoosting
-from revscoring_testdata import EVENT_STREAM
+from revscoring_testdata import EVENT_STREAM, EVENTGATE_TIMEOUT_S
 from testkit.servers import ServerProcess, start_server
 
 from dev.seed_table import revscoring_rows
@@ -86,17 +87,25 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 class EventReceiver:
     """A real local HTTP endpoint standing in for EventGate: records POSTed event batches.
 
-    Set `status` to make it refuse events (e.g. 500) to check that predictions do not depend on it.
+    Set `status` to make it refuse events (e.g. 500), `hang_s` to make it answer late, or use `refusing()` to
+    close its port, to check that predictions do not depend on it.
     """
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.status = 201
+        self.hang_s = 0.0
+        self.port = 0
+        self._listen()
+        self.url = f"http://127.0.0.1:{self.port}/v1/events"
+
+    def _listen(self) -> None:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(receiver.hang_s)
                 if receiver.status < 300:
                     receiver.events.extend(json.loads(body))
                 self.send_response(receiver.status)
@@ -106,10 +115,22 @@ class EventReceiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True  # a hanging answer must not hold up closing the receiver
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    @contextlib.contextmanager
+    def refusing(self) -> Iterator[None]:
+        """EventGate unreachable: nothing listens on its port until the block ends."""
+        self.close()
+        try:
+            yield
+        finally:
+            self._listen()
 
     def wait_for(self, rev_id: int, timeout_s: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -143,6 +164,7 @@ def revscoring_all(farm: Any, demo_models: Path, event_receiver: EventReceiver) 
         "WIKI_URL": farm.url,
         "EVENTGATE_URL": event_receiver.url,
         "EVENTGATE_STREAM": EVENT_STREAM,
+        "EVENTGATE_TIMEOUT_S": str(EVENTGATE_TIMEOUT_S),
         "LOG_LEVEL": "INFO",
     }
     args = ["revscoring_server", f"--models_dir={demo_models}", *[f"--isvc={isvc}" for isvc in isvcs]]

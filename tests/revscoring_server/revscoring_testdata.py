@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 EVENT_STREAM = "test.revision-score"  # the stream name the test servers are configured with
+EVENTGATE_TIMEOUT_S = 2.0  # the test servers' EventGate timeout: a hanging EventGate costs this much
 
 
 def revision_doc(

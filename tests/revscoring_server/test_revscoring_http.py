@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 import jsonschema
 import pytest
 import requests
-from revscoring_testdata import EVENT_STREAM
+from revscoring_testdata import EVENT_STREAM, EVENTGATE_TIMEOUT_S
 from testkit import events
+from testkit.metrics import metric_delta, metric_samples, metric_sum
 
 from dev.seed_table import revscoring_rows
 from revscoring_server.fetch import FetchPlan, fetch_docs
@@ -141,20 +143,38 @@ def test_event_input_scores_and_emits_a_valid_revision_score_event(
     assert damaging["model_version"] == response.json()[dbname]["models"]["damaging"]["version"]
 
 
-def test_a_topic_event_lists_its_labels_as_strings(revscoring_all, farm, event_receiver):
-    rev_id = a_revision(farm, "enwiki")
-    response = revscoring_all.predict(
-        "enwiki-articletopic", {"event": revision_create_event(farm, "enwiki", rev_id, 2)}
-    )
+@pytest.mark.parametrize(
+    "isvc",
+    ["enwiki-articlequality", "enwiki-draftquality", "enwiki-articletopic", "enwiki-drafttopic",
+     "wikidatawiki-itemquality", "wikidatawiki-itemtopic"],
+)
+def test_multiclass_and_multilabel_score_events_are_valid_and_match_the_answer(
+    revscoring_all, farm, event_receiver, isvc
+):
+    dbname, model_type = isvc.rsplit("-", 1)
+    rev_id = a_revision(farm, dbname, "newcomer_rev_id")
+    event_receiver.events.clear()
+    response = revscoring_all.predict(isvc, {"event": revision_create_event(farm, dbname, rev_id, 2)})
     assert response.status_code == 200, response.text
     emitted = event_receiver.wait_for(rev_id)
     score_schema_validator().validate(emitted)
-    score = response.json()["enwiki"]["scores"][str(rev_id)]["articletopic"]["score"]
-    assert emitted["scores"]["articletopic"]["prediction"] == score["prediction"]
+    score = response.json()[dbname]["scores"][str(rev_id)][model_type]["score"]
+    sent = emitted["scores"][model_type]
+    # The schema's prediction is a list of strings: a class becomes a one-element list, labels stay a list.
+    expected = score["prediction"] if isinstance(score["prediction"], list) else [score["prediction"]]
+    assert sent["prediction"] == expected and all(isinstance(label, str) for label in sent["prediction"])
+    assert sent["probability"] == score["probability"]
+    assert sent["model_name"] == model_type
+    assert sent["model_version"] == response.json()[dbname]["models"][model_type]["version"]
+
+
+def _eventgate_failures(server, **labels: str) -> float:
+    return metric_sum(metric_samples(server), "eventgate_events_failed_total", **labels)
 
 
 def test_eventgate_failure_does_not_fail_the_prediction(revscoring_all, farm, event_receiver):
     rev_id = a_revision(farm, "enwiki")
+    before = _eventgate_failures(revscoring_all, stream=EVENT_STREAM)
     event_receiver.status = 500
     try:
         response = revscoring_all.predict(
@@ -164,6 +184,60 @@ def test_eventgate_failure_does_not_fail_the_prediction(revscoring_all, farm, ev
         event_receiver.status = 201
     assert response.status_code == 200, response.text
     assert "Could not send event to EventGate" in revscoring_all.log_tail(200)
+    assert _eventgate_failures(revscoring_all, stream=EVENT_STREAM) - before == 1
+
+
+def test_a_hanging_eventgate_costs_its_timeout_not_the_prediction(revscoring_all, farm, event_receiver):
+    rev_id = a_revision(farm, "enwiki", "anon_rev_id")
+    plain = revscoring_all.predict("enwiki-goodfaith", {"rev_id": rev_id})
+    before = _eventgate_failures(revscoring_all, stream=EVENT_STREAM)
+    event_receiver.hang_s = 30.0
+    try:
+        started = time.monotonic()
+        response = revscoring_all.predict(
+            "enwiki-goodfaith", {"event": revision_create_event(farm, "enwiki", rev_id, 2)}, timeout_s=60
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        event_receiver.hang_s = 0.0
+    assert response.status_code == 200, response.text
+    assert response.json() == plain.json()
+    assert EVENTGATE_TIMEOUT_S <= elapsed < EVENTGATE_TIMEOUT_S + 5, elapsed
+    assert _eventgate_failures(revscoring_all, stream=EVENT_STREAM) - before == 1
+
+
+def test_an_unreachable_eventgate_does_not_fail_the_prediction(revscoring_all, farm, event_receiver):
+    rev_id = a_revision(farm, "enwiki", "newcomer_rev_id")
+    before = _eventgate_failures(revscoring_all, stream=EVENT_STREAM)
+    with event_receiver.refusing():
+        started = time.monotonic()
+        response = revscoring_all.predict(
+            "enwiki-damaging", {"event": revision_create_event(farm, "enwiki", rev_id, 1)}
+        )
+        elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    assert elapsed < EVENTGATE_TIMEOUT_S + 3, elapsed  # a refused connection fails at once
+    assert _eventgate_failures(revscoring_all, stream=EVENT_STREAM) - before == 1
+    assert "Could not send event to EventGate" in revscoring_all.log_tail(200)
+
+
+def test_metrics_carry_the_model_and_the_stream(revscoring_all, farm, event_receiver):
+    """Feature extraction time by `model` (the service); events sent by `stream`."""
+    name = "feature_extraction_duration_seconds_count"
+    en, fr = a_revision(farm, "enwiki"), a_revision(farm, "frwiki")
+    before = metric_samples(revscoring_all)
+    for isvc, rev_id in [("enwiki-damaging", en), ("frwiki-goodfaith", fr), ("frwiki-goodfaith", fr)]:
+        assert revscoring_all.predict(isvc, {"rev_id": rev_id}).status_code == 200
+    event = revision_create_event(farm, "enwiki", en, 2)
+    assert revscoring_all.predict("enwiki-goodfaith", {"event": event}).status_code == 200
+    event_receiver.wait_for(en)
+    after = metric_samples(revscoring_all)
+    assert metric_delta(before, after, name, model="enwiki-damaging") == 1
+    assert metric_delta(before, after, name, model="frwiki-goodfaith") == 2
+    assert metric_delta(before, after, name, model="enwiki-goodfaith") == 1
+    assert metric_delta(before, after, name, model="dewiki-damaging") == 0
+    assert metric_delta(before, after, "eventgate_events_sent_total", stream=EVENT_STREAM) == 1
+    assert metric_delta(before, after, "eventgate_events_sent_total", stream="mediawiki.revision-score") == 0
 
 
 def test_an_event_for_another_wiki_is_a_400(revscoring_all, farm):
