@@ -102,6 +102,13 @@ def test_scores_and_base_features_equal_revscorings_own(row, revisions, referenc
         problems += [f"{label} prediction{d}" for d in differences(prediction, score["prediction"])]
         problems += [f"{label} features{d}" for d in differences(features, entry["features"])]
     assert not problems, "\n".join(problems[:20])
+    # The comparison is not vacuous: the model's scores depend on the revision (a constant demo model would
+    # agree with any features).
+    distinct = {
+        tuple(sorted(reference[(rev_id, row.isvc)]["probability"].items(), key=str))
+        for kind, rev_id in revisions[row.dbname].items() if kind != HIDDEN
+    }
+    assert len(distinct) > 1, f"{row.isvc} gives the same probabilities to every revision"
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
