@@ -55,12 +55,14 @@ def reference_answers(job: ReferenceJob) -> dict[str, Answer]:
     from revscoring.features import trim
 
     extractor = Extractor(_session(job.farm_url, job.host))
-    wanted: list[Any] = []
+    # Features are keyed by name: two binaries unpickle equal features as distinct objects.
+    wanted: dict[str, Any] = {}
     for _, path in job.models:
         model = _model(path)
-        wanted += [f for f in list(model.features) + list(trim(model.features)) if f not in wanted]
+        for feature in list(model.features) + list(trim(model.features)):
+            wanted.setdefault(str(feature), feature)
     try:
-        values = dict(zip(wanted, extractor.extract(job.rev_id, wanted), strict=True))
+        values = dict(zip(wanted, extractor.extract(job.rev_id, list(wanted.values())), strict=True))
     except DependencyError:
         return {isvc: _answer_alone(extractor, job.rev_id, path) for isvc, path in job.models}
     return {isvc: _answer(_model(path), values) for isvc, path in job.models}
@@ -72,22 +74,22 @@ def _answer_alone(extractor: Any, rev_id: int, path: str) -> Answer:
     from revscoring.features import trim
 
     model = _model(path)
-    wanted = list(model.features) + [f for f in trim(model.features) if f not in set(model.features)]
+    wanted = {str(feature): feature for feature in list(model.features) + list(trim(model.features))}
     try:
-        values = dict(zip(wanted, extractor.extract(rev_id, wanted), strict=True))
+        values = dict(zip(wanted, extractor.extract(rev_id, list(wanted.values())), strict=True))
     except DependencyError as error:
         return {"error": type(error).__name__}
     return _answer(model, values)
 
 
-def _answer(model: Any, values: dict[Any, Any]) -> Answer:
+def _answer(model: Any, values: dict[str, Any]) -> Answer:
     from revscoring.features import trim
 
-    score = model.score([values[feature] for feature in model.features])
+    score = model.score([values[str(feature)] for feature in model.features])
     return {
         "prediction": score["prediction"],
         "probability": dict(score["probability"]),
-        "features": {str(feature): values[feature] for feature in trim(model.features)},
+        "features": {str(feature): values[str(feature)] for feature in trim(model.features)},
     }
 
 
