@@ -25,6 +25,8 @@ from __future__ import annotations
 import bz2
 import logging
 import pickle
+import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,8 @@ from sklearn.ensemble._gb import BaseGradientBoosting
 
 logger = logging.getLogger(__name__)
 
+# scikit-learn 1.2 warns once per estimator class it unpickles from another version, with this text.
+SKLEARN_VERSION = re.compile(r"Trying to unpickle estimator \w+ from version (\S+) when using version")
 BZ2_MAGIC = b"BZh"  # every bzip2 stream starts with it, whatever the file is called
 
 # (module, name) pickled by an older stack -> what it means under the pinned one.
@@ -79,7 +83,8 @@ def read_model(path: Path) -> Classifier:
             f"Model binary {path} does not exist (set MODEL_PATH or mount it at /mnt/models)."
         )
     try:
-        with open_binary(path) as handle:
+        with open_binary(path) as handle, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
             model = read_pickle(handle)
     except READ_ERRORS as error:
         raise ModelLoadError(
@@ -89,9 +94,12 @@ def read_model(path: Path) -> Classifier:
         raise ModelLoadError(
             f"Model binary {path} holds a {type(model).__name__}, not a revscoring classifier."
         )
+    pickled_by = sorted({match.group(1) for w in caught if (match := SKLEARN_VERSION.search(str(w.message)))})
     translated = translate_legacy_objects(model)
-    if translated:
-        logger.info("Translated objects pickled by an older stack", extra={"path": str(path), **translated})
+    if pickled_by or translated:
+        # scikit-learn warns once per estimator class; one line says it all, with what was translated.
+        logger.info("Binary pickled by another scikit-learn; translated where needed",
+                    extra={"path": str(path), "pickled_by_scikit_learn": pickled_by, **translated})
     # revscoring's own check: logs a warning when the binary was built with other versions.
     model.info["environment"].check(raise_exception=False)
     return model
