@@ -59,13 +59,21 @@ def reference_constraints(versions: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def inputs_hash() -> str:
+def inputs_hash(paths: list[Path]) -> str:
     digest = hashlib.sha256()
-    files = [CONSTRAINTS, REQUIREMENTS, *sorted(HERE.glob("*.py")), *sorted(SHARED.rglob("*"))]
-    for path in files:
+    for path in paths:
         if path.is_file():
             digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def venv_inputs() -> list[Path]:
+    return [CONSTRAINTS, REQUIREMENTS, HERE / "__main__.py", *sorted(SHARED.rglob("*.json")),
+            *sorted((SHARED / "wheels").glob("*.whl"))]
+
+
+def fixture_inputs() -> list[Path]:
+    return [*venv_inputs(), HERE / "make_fixtures.py"]
 
 
 def build_venv(versions: dict[str, str]) -> None:
@@ -98,15 +106,22 @@ def reference_env() -> dict[str, str]:
 
 
 def build(force: bool = False) -> bool:
-    stamp = STATE / ".stamp"
-    expected = inputs_hash()
-    if not force and stamp.exists() and stamp.read_text().strip() == expected and PYTHON.exists():
-        return False
+    """Builds what is out of date (the venv, then the fixtures); False when both were current."""
     STATE.mkdir(parents=True, exist_ok=True)
-    build_venv(production_versions())
-    make_fixtures()
-    stamp.write_text(expected + "\n")
-    return True
+    built = False
+    if _stale(STATE / ".venv-stamp", venv_inputs(), force) or not PYTHON.exists():
+        build_venv(production_versions())
+        (STATE / ".venv-stamp").write_text(inputs_hash(venv_inputs()) + "\n")
+        built = True
+    if built or _stale(STATE / ".fixtures-stamp", fixture_inputs(), force):
+        make_fixtures()
+        (STATE / ".fixtures-stamp").write_text(inputs_hash(fixture_inputs()) + "\n")
+        built = True
+    return built
+
+
+def _stale(stamp: Path, inputs: list[Path], force: bool) -> bool:
+    return force or not stamp.exists() or stamp.read_text().strip() != inputs_hash(inputs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,12 +54,12 @@ def word_vector_size(module: object) -> int:
 
 
 def label(vector: list, labels: list[str], multilabel: bool) -> object:
-    """A rule over the first numeric values, so the estimators have something to learn."""
+    """A rule over the first numeric values: deterministic, and every label of the set occurs."""
     numbers = [float(v) for v in vector if isinstance(v, (int, float)) and not isinstance(v, bool)][:4]
     if multilabel:
-        chosen = [topic for topic, number in zip(labels, numbers, strict=False) if number > 25.0]
+        chosen = [topic for topic, number in zip(labels, numbers, strict=False) if int(number) % 2]
         return chosen or [labels[-1]]
-    return labels[min(len(labels) - 1, int(sum(numbers) / 50.0))]
+    return labels[int(sum(numbers)) % len(labels)]
 
 
 def make(name: str, module: str, attribute: str, labels: list[str], multilabel: bool, out: Path) -> None:

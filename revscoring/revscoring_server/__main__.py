@@ -88,6 +88,7 @@ def _services(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[st
     isvc = args.model_name or env.get("INFERENCE_NAME")
     if not isvc:
         raise UnknownService("No inference service name: set INFERENCE_NAME (e.g. enwiki-damaging).")
+    find_service(isvc)  # a bad name is reported before anything about the binary
     return [(isvc, resolve_model_file(env.get("MODEL_PATH")))]
 
 

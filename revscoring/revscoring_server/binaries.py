@@ -94,7 +94,7 @@ def read_model(path: Path) -> Classifier:
         raise ModelLoadError(
             f"Model binary {path} holds a {type(model).__name__}, not a revscoring classifier."
         )
-    pickled_by = sorted({match.group(1) for w in caught if (match := SKLEARN_VERSION.search(str(w.message)))})
+    pickled_by = _versions_warned_about(caught, path)
     translated = translate_legacy_objects(model)
     if pickled_by or translated:
         # scikit-learn warns once per estimator class; one line says it all, with what was translated.
@@ -103,6 +103,19 @@ def read_model(path: Path) -> Classifier:
     # revscoring's own check: logs a warning when the binary was built with other versions.
     model.info["environment"].check(raise_exception=False)
     return model
+
+
+def _versions_warned_about(caught: list[warnings.WarningMessage], path: Path) -> list[str]:
+    """The scikit-learn versions the binary's estimators were pickled by; other warnings are logged."""
+    versions = set()
+    for warning in caught:
+        match = SKLEARN_VERSION.search(str(warning.message))
+        if match:
+            versions.add(match.group(1))
+        else:
+            logger.warning("Warning while reading a model binary",
+                           extra={"path": str(path), "warning": str(warning.message)[:300]})
+    return sorted(versions)
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -119,7 +132,7 @@ def read_pickle(handle: IO[bytes]) -> Any:
 def translate_legacy_objects(model: Any) -> dict[str, int]:
     """Applies the in-memory translations of the module docstring; returns how many objects of each kind."""
     counts = {"gradient_boosting_losses": 0, "enchant_dicts": 0}
-    for obj in _object_graph(model):
+    for obj in object_graph(model):
         if isinstance(obj, BaseGradientBoosting) and "loss_" in vars(obj) and "_loss" not in vars(obj):
             vars(obj)["_loss"] = vars(obj).pop("loss_")
             counts["gradient_boosting_losses"] += 1
@@ -133,7 +146,7 @@ def _is_enchant_dict(obj: Any) -> bool:
     return type(obj).__module__ == "enchant" and type(obj).__name__ == "Dict"
 
 
-def _object_graph(root: Any) -> Iterator[Any]:
+def object_graph(root: Any) -> Iterator[Any]:
     """Every object reachable from `root` through containers, instance attributes and bound methods."""
     seen: set[int] = set()
     stack = [root]

@@ -94,7 +94,7 @@ def test_pyenchant2_dictionary_still_checks_words(pickle_name):
 
 def test_pyenchant2_binary_dictionaries_check_words_against_installed_ones():
     model = load_model(binary_path("eswiki.damaging.random_forest.pyenchant2"))
-    dictionaries = [obj for obj in binaries._object_graph(model) if isinstance(obj, enchant.Dict)]
+    dictionaries = [obj for obj in binaries.object_graph(model) if isinstance(obj, enchant.Dict)]
     assert dictionaries, "the eswiki binary should hold Spanish dictionaries"
     words = ["casa", "perro", "kasa", "hola", "olaa"]
     for dictionary in dictionaries:
