@@ -42,8 +42,8 @@ class TopicModel:
     def scores(self, features: str) -> list[tuple[str, float]]:
         """Every topic's probability for space-separated Q-ids (the caller ensures there is no newline).
 
-        No Q-ids (a page without outlinks) gives no topics: fastText would answer an empty bag with the
-        output layer's bias alone, the same for every such page, which says nothing about the page."""
+        No Q-ids (a page without outlinks) gives no topics, without asking fastText: it would list every
+        topic with probability 0, which says nothing about the page."""
         if not features:
             return []
         labels, probabilities = self._model.predict(features, k=-1, threshold=0.0)
