@@ -84,7 +84,7 @@ class OutlinkPredictor(kserve.Model):
         if payload.request.event is not None:
             await self._send_prediction_event(payload.request, scores)
         body = build_response(payload.request, scores)
-        return v2.response(payload.v2_request, self.name, body) if payload.v2_request else body
+        return v2.response(payload.v2_request, self.name, self.version, body) if payload.v2_request else body
 
     async def _send_prediction_event(self, request: OutlinkRequest, scores: list[tuple[str, float]]) -> None:
         """Posts the topics as a prediction_classification_change event; EventGateClient logs and counts

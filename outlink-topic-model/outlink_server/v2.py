@@ -42,8 +42,9 @@ def request_body(request: InferRequest) -> Any:
         raise InvalidRequest(f"Input {tensor.name!r} is not a JSON request: {error}") from None
 
 
-def response(request: InferRequest, model_name: str, body: dict[str, Any]) -> InferResponse:
+def response(request: InferRequest, model_name: str, model_version: str | None,
+             body: dict[str, Any]) -> InferResponse:
     """The V1 response body as the one BYTES output of a V2 response."""
     output = InferOutput(name=OUTPUT_NAME, shape=[1], datatype="BYTES", data=[orjson.dumps(body).decode()])
     return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=model_name,
-                         infer_outputs=[output])
+                         model_version=model_version, infer_outputs=[output])

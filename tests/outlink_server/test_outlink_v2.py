@@ -48,6 +48,7 @@ def rest_answer(response: requests.Response) -> dict:
     (output,) = response.json()["outputs"]
     assert (output["name"], output["datatype"], output["shape"]) == ("prediction", "BYTES", [1])
     assert response.json()["id"] == "rest-1" and response.json()["model_name"] == MODEL_NAME
+    assert response.json()["model_version"].startswith("sha256:")  # the model binary's, as in events
     return json.loads(output["data"][0])
 
 
@@ -65,6 +66,7 @@ def grpc_answer(response: pb.ModelInferResponse) -> dict:
     (output,) = response.outputs
     assert (output.name, output.datatype, list(output.shape)) == ("prediction", "BYTES", [1])
     assert response.id == "grpc-1" and response.model_name == MODEL_NAME
+    assert response.model_version.startswith("sha256:")
     return json.loads(output.contents.bytes_contents[0])
 
 
