@@ -97,10 +97,13 @@ def _event_request(body: dict[str, Any], wikis: Wikipedias) -> OutlinkRequest:
     source = event.revision
     lang = wikis.lang_of.get(source.database)
     domain = wikis.domain(lang) if lang is not None else None
-    if lang is None or source.domain not in (None, domain):
-        where = source.domain or source.database
-        raise InvalidRequest(f"The event is for {where!r}, which is not a Wikipedia: the outlink topic model "
-                             "predicts the topics of Wikipedia articles only.")
+    only_wikipedia = "the outlink topic model predicts the topics of Wikipedia articles only."
+    if lang is None:
+        raise InvalidRequest(f"The event is for wiki {source.database!r}, which is not a Wikipedia: "
+                             + only_wikipedia)
+    if source.domain not in (None, domain):
+        raise InvalidRequest(f"The event's domain {source.domain!r} is not a Wikipedia, or not the one of "
+                             f"wiki {source.database!r} ({domain}): " + only_wikipedia)
     if source.page_namespace != 0:
         raise InvalidRequest(f"The event's page {source.page_title!r} is in namespace "
                              f"{source.page_namespace}, not the main (article) namespace 0: only articles "
