@@ -261,7 +261,11 @@ class WikiModelServer(kserve.ModelServer):
         self._rest_server.cfg.app = self.guard
         self._rest_server.cfg.timeout_keep_alive = 30
         if self.settings.grpc_port:
-            self._grpc = await self._start_grpc(self.settings.grpc_port)
+            try:
+                self._grpc = await self._start_grpc(self.settings.grpc_port)
+            except OSError as error:
+                logger.error("Cannot start: %s", error)
+                raise SystemExit(1) from None
         logger.info("Serving", extra={"port": self.http_port, "grpc_port": self.settings.grpc_port,
                                       "models": sorted(self.registered_models.get_models())})
         await self._rest_server.run()
