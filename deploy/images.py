@@ -21,6 +21,7 @@ VENV_PYTHON = f"{VENV}/bin/python3"
 NLTK_DATA = f"{LIVES_IN}/nltk_data"
 WORD2VEC_DIR = f"{LIVES_IN}/word2vec"  # revscoring searches `word2vec/` relative to the working directory
 SERVER_PORT = 8080
+GRPC_PORT = 8081  # KServe's default port for its V2 gRPC protocol (the outlink predictor serves it)
 
 SHARED_CORE = "python/wikiserve"
 REVSCORING_SOURCES = (SHARED_CORE, "revscoring/revscoring_server")
@@ -50,6 +51,7 @@ class ImageSpec:
     word_vectors: bool  # downloads the topic word vectors at build time
     nltk_corpora: tuple[str, ...]  # NLTK corpora downloaded at build time (revscoring's language modules)
     compiled: tuple[str, ...] = ()  # requirements pip builds from source (see SOURCE_BUILT)
+    environment: tuple[tuple[str, str], ...] = ()  # settings the image starts with (a manifest may override)
 
     @property
     def requirement_files(self) -> list[str]:
@@ -71,7 +73,8 @@ def _revscoring(name: str, word_vectors: bool = False, extra_corpora: tuple[str,
     )
 
 
-def _outlink(name: str, module: str, compiled: tuple[str, ...] = ()) -> ImageSpec:
+def _outlink(name: str, module: str, compiled: tuple[str, ...] = (),
+             environment: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
     return ImageSpec(
         name=name,
         requirements=f"requirements/{name}.txt",
@@ -82,6 +85,7 @@ def _outlink(name: str, module: str, compiled: tuple[str, ...] = ()) -> ImageSpe
         word_vectors=False,
         nltk_corpora=(),
         compiled=compiled,
+        environment=environment,
     )
 
 
@@ -91,7 +95,8 @@ IMAGES: tuple[ImageSpec, ...] = (
     # draftquality.feature_lists.enwiki scores sentiment with NLTK's SentiWordNet (over WordNet)
     _revscoring("draftquality", extra_corpora=("wordnet", "sentiwordnet")),
     _revscoring("topic", word_vectors=True),
-    _outlink("outlink", "outlink_server.predictor", compiled=("fasttext",)),
+    _outlink("outlink", "outlink_server.predictor", compiled=("fasttext",),
+             environment=(("GRPC_PORT", str(GRPC_PORT)),)),
     _outlink("outlink-transformer", "outlink_server.transformer"),
 )
 

@@ -23,6 +23,7 @@ class OutlinkSettings:
     links_per_call: str = "max"
     max_outlinks: int = MAX_OUTLINKS
     predictor_timeout_s: float = config.SETTINGS_BY_NAME["PREDICTOR_TIMEOUT_S"].default
+    model_version: str | None = None  # the predicted_classification's model_version in events
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OutlinkSettings:
@@ -32,7 +33,8 @@ class OutlinkSettings:
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> OutlinkSettings:
         return cls(
-            model_path=Path(values["MODEL_PATH"]),
+            model_path=Path(values["MODEL_PATH"] or DEFAULT_MODEL_PATH),
             links_per_call=values["OUTLINK_LINKS_PER_CALL"],
             predictor_timeout_s=values["PREDICTOR_TIMEOUT_S"],
+            model_version=values["MODEL_VERSION"],
         )

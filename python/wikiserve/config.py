@@ -109,6 +109,7 @@ def _existing_file(value: str) -> str | None:
 SETTINGS: tuple[Setting, ...] = (
     # The shared core: every server.
     Setting("HTTP_PORT", int, 8080, "listening port; --http_port overrides", minimum=1, maximum=65535),
+    Setting("GRPC_PORT", int, None, "KServe's V2 gRPC port; unset: no gRPC", minimum=1, maximum=65535),
     Setting("MAX_BODY_BYTES", int, 1024 * 1024, "request body limit in bytes, 413 above it", minimum=1),
     # Below Kubernetes' default 30 s termination grace period, so the drain ends before SIGKILL would.
     Setting("SHUTDOWN_GRACE_S", float, 25.0, "SIGTERM drain period in seconds", minimum=0),
@@ -121,11 +122,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MEDIAWIKI_BACKOFF_CAP_S", float, 2.0, "longest wait between MediaWiki attempts", minimum=0),
     Setting("MEDIAWIKI_USER_AGENT", str, DEFAULT_USER_AGENT, "User-Agent of MediaWiki calls"),
     Setting("EVENTGATE_URL", str, None, "EventGate endpoint; unset: no events", check=_http_url),
-    Setting("EVENTGATE_STREAM", str, "mediawiki.revision-score", "stream of the events sent"),
+    Setting("EVENTGATE_STREAM", str, None, "stream of every event sent; unset: each kind's own stream"),
     Setting("EVENTGATE_CA_BUNDLE", str, None, "CA bundle for EventGate's TLS", check=_existing_file),
     Setting("REQUESTS_CA_BUNDLE", str, None, "CA bundle when EVENTGATE_CA_BUNDLE is unset"),
     Setting("EVENTGATE_TIMEOUT_S", float, 5.0, "EventGate call timeout in seconds", above=0),
-    Setting("MODEL_PATH", str, DEFAULT_MODEL_PATH, "the model binary"),
+    Setting("MODEL_PATH", str, None, "the model binary; unset: the one model file in /mnt/models"),
     # Revscoring.
     Setting("INFERENCE_NAME", str, None, "the service, <dbname>-<model type>", used_by=REVSCORING),
     Setting("EXTRACTION_WORKERS", int, None, "extraction worker processes; unset: usable cores, 0: a thread",
@@ -142,6 +143,8 @@ SETTINGS: tuple[Setting, ...] = (
             check=_links_per_call),
     Setting("PREDICTOR_TIMEOUT_S", float, 10.0, "transformer: timeout of the call to the predictor",
             used_by=OUTLINK, above=0),
+    Setting("MODEL_VERSION", str, None, "the model version named in outlink prediction events",
+            used_by=OUTLINK),
 )
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -223,8 +226,12 @@ class MediaWikiSettings:
 
 @dataclass(frozen=True)
 class EventGateSettings:
+    """`EVENTGATE_STREAM` names the stream of every event a server posts; unset, each kind of event goes to
+    its own production stream (revision-score events, and the outlink model's topic predictions)."""
+
     url: str | None = None
     stream: str = "mediawiki.revision-score"
+    prediction_stream: str = "mediawiki.page_outlink_topic_prediction_change.v1"
     ca_bundle: str | None = None  # None: the system's CA store; TLS is always verified
     timeout_s: float = 5.0
 
@@ -232,7 +239,8 @@ class EventGateSettings:
     def from_values(cls, values: Mapping[str, Any]) -> EventGateSettings:
         return cls(
             url=values["EVENTGATE_URL"],
-            stream=values["EVENTGATE_STREAM"],
+            stream=values["EVENTGATE_STREAM"] or cls.stream,
+            prediction_stream=values["EVENTGATE_STREAM"] or cls.prediction_stream,
             ca_bundle=values["EVENTGATE_CA_BUNDLE"] or values["REQUESTS_CA_BUNDLE"],
             timeout_s=values["EVENTGATE_TIMEOUT_S"],
         )
@@ -241,6 +249,7 @@ class EventGateSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     http_port: int = 8080
+    grpc_port: int | None = None  # KServe's V2 gRPC protocol is served only when a port is configured
     max_body_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 25.0
     json_logs: bool = True
@@ -259,6 +268,7 @@ class ServerSettings:
         """From `read_settings`' result (any family's: it holds the shared core's rows)."""
         return cls(
             http_port=values["HTTP_PORT"],
+            grpc_port=values["GRPC_PORT"],
             max_body_bytes=values["MAX_BODY_BYTES"],
             shutdown_grace_s=values["SHUTDOWN_GRACE_S"],
             json_logs=values["LOG_FORMAT"] != "text",

@@ -9,18 +9,20 @@ missing from a variant's requirements. Venvs are built offline from `.state/whee
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from blubber_config import apt_packages, effective_variant, production_variants
+from blubber_config import REPO_ROOT, apt_packages, effective_variant, production_variants
 from image_assembly import STATE, WHEELHOUSE, AssembledImage, assemble, ensure_venv, venv_without
 
 from deploy import images
@@ -219,10 +221,16 @@ def test_revscoring_image_serves_a_prediction(variant, farm, demo_models, contai
 
 
 @pytest.mark.slow
-def test_outlink_images_serve_a_prediction_through_the_transformer(farm, demo_models, containers):
-    predictor = start("outlink", isvc_env(OUTLINK, farm, demo_models), containers)
+def test_outlink_images_serve_a_prediction_through_the_transformer(farm, demo_models, containers,
+                                                                   event_receiver):
+    # The image serves V2 gRPC on GRPC_PORT (8081 in blubber.yaml); here on a free port instead.
+    grpc_port = free_port()
+    eventgate = {"EVENTGATE_URL": event_receiver.url, "EVENTGATE_STREAM": "smoke.topics"}
+    predictor = start("outlink", {**isvc_env(OUTLINK, farm, demo_models), **eventgate,
+                                  "WIKI_URL": farm.url, "GRPC_PORT": str(grpc_port)}, containers)
+    assert effective_variant("outlink")["runs"]["environment"]["GRPC_PORT"] == str(images.GRPC_PORT)
     predictor.wait_ready(OUTLINK)
-    transformer_env = {"INFERENCE_NAME": OUTLINK, "WIKI_URL": farm.url}
+    transformer_env = {"INFERENCE_NAME": OUTLINK, "WIKI_URL": farm.url, **eventgate}
     transformer = start("outlink-transformer", transformer_env, containers,
                         args=[f"--predictor_host=127.0.0.1:{predictor.port}"])
     transformer.wait_ready(OUTLINK)
@@ -234,6 +242,53 @@ def test_outlink_images_serve_a_prediction_through_the_transformer(farm, demo_mo
     results = body.get("prediction", body).get("results")
     assert results, body
     assert all(0.0 <= item["score"] <= 1.0 for item in results)
+    assert_outlink_event_and_v2(farm, english, transformer, predictor, grpc_port, event_receiver, body)
+
+
+def assert_outlink_event_and_v2(farm, english: dict, transformer: Container, predictor: Container,
+                                grpc_port: int, event_receiver, v1_body: dict) -> None:
+    """A page/change event through the transformer posts one valid topic event; the predictor answers
+    the same request over V2 REST and V2 gRPC."""
+    import grpc
+    import jsonschema
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    schemas = REPO_ROOT.parent / "shared" / "schemas" / "events"
+    page = next(p for p in english["pages"] if p["title"] == english["special"]["redirect_target"])
+    request_id = str(uuid.uuid4())
+    event = {"$schema": "/mediawiki/page/change/1.0.0", "wiki_id": "enwiki", "dt": "2024-01-02T03:04:05Z",
+             "meta": {"stream": "mediawiki.page_change.v1", "domain": "en.wikipedia.org",
+                      "request_id": request_id},
+             "page_change_kind": "edit", "changelog_kind": "update",
+             "page": {"page_id": page["page_id"], "page_title": page["title"].replace(" ", "_"),
+                      "namespace_id": 0},
+             "revision": {"rev_id": page["rev_ids"][-1], "rev_dt": "2024-01-02T03:04:05Z"},
+             "performer": {"user_text": "Farm Veteran"}}
+    jsonschema.Draft7Validator(json.loads((schemas / "mediawiki.page.change.1.0.0.json").read_text())
+                               ).validate(event)
+    response = transformer.predict(OUTLINK, {"event": event})
+    assert response.status_code == 200, response.text
+    time.sleep(0.5)
+    sent = [e for e in event_receiver.events if e.get("meta", {}).get("request_id") == request_id]
+    assert len(sent) == 1, sent
+    output = "mediawiki.page.prediction_classification_change.1.0.0.json"
+    jsonschema.Draft7Validator(json.loads((schemas / output).read_text())).validate(sent[0])
+    assert sent[0]["predicted_classification"]["predictions"] == [
+        r["topic"] for r in response.json()["prediction"]["results"]]
+
+    request = json.dumps({"page_title": english["special"]["many_links_title"], "lang": "en"})
+    rest = requests.post(f"{predictor.url}/v2/models/{OUTLINK}/infer", timeout=120, json={
+        "inputs": [{"name": "request", "shape": [1], "datatype": "BYTES", "data": [request]}]})
+    assert rest.status_code == 200, rest.text
+    assert json.loads(rest.json()["outputs"][0]["data"][0]) == v1_body
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        tensor = pb.ModelInferRequest.InferInputTensor(
+            name="request", datatype="BYTES", shape=[1],
+            contents=pb.InferTensorContents(bytes_contents=[request.encode()]))
+        answer = GRPCInferenceServiceStub(channel).ModelInfer(
+            pb.ModelInferRequest(model_name=OUTLINK, inputs=[tensor]), timeout=120)
+    assert json.loads(answer.outputs[0].contents.bytes_contents[0]) == v1_body
 
 
 # -- the test notices what an image lacks -------------------------------------------------------------

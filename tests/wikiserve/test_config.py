@@ -23,6 +23,7 @@ from wikiserve.config import (
 # setting cannot be added without saying what is bad for it; [] only where any string is valid.
 BAD_VALUES: dict[str, list[str]] = {
     "HTTP_PORT": ["eighty", "0", "65536", "-1", "80.5"],
+    "GRPC_PORT": ["grpc", "0", "70000"],
     "MAX_BODY_BYTES": ["0", "-1", "1MB", "1e6"],
     "SHUTDOWN_GRACE_S": ["-1", "soon", "nan"],
     "LOG_FORMAT": ["yaml", "JSONL"],
@@ -46,11 +47,13 @@ BAD_VALUES: dict[str, list[str]] = {
     "HEAVY_EXTRACTION_NICE": ["-5", "40", "1.5"],
     "OUTLINK_LINKS_PER_CALL": ["0", "501", "all", "-3"],
     "PREDICTOR_TIMEOUT_S": ["0", "-10", "ten"],
+    "MODEL_VERSION": [],
 }
 
 # Per variable: (raw, value read). Unset and empty both mean the default.
 GOOD_VALUES: dict[str, tuple[str, object]] = {
     "HTTP_PORT": ("9000", 9000),
+    "GRPC_PORT": ("8081", 8081),
     "MAX_BODY_BYTES": ("1", 1),
     "SHUTDOWN_GRACE_S": ("0", 0.0),
     "LOG_FORMAT": ("text", "text"),
@@ -74,12 +77,13 @@ GOOD_VALUES: dict[str, tuple[str, object]] = {
     "HEAVY_EXTRACTION_NICE": ("19", 19),
     "OUTLINK_LINKS_PER_CALL": ("7", "7"),
     "PREDICTOR_TIMEOUT_S": ("0.25", 0.25),
+    "MODEL_VERSION": ("0.4.0", "0.4.0"),
 }
 
 DOCUMENTED_DEFAULTS = {  # README's configuration table and the family docs
     "HTTP_PORT": 8080, "MAX_BODY_BYTES": 1048576, "SHUTDOWN_GRACE_S": 25.0, "LOG_FORMAT": "json",
     "LOG_LEVEL": "INFO", "MEDIAWIKI_TIMEOUT_S": 5.0, "MEDIAWIKI_ATTEMPTS": 3, "MEDIAWIKI_BACKOFF_CAP_S": 2.0,
-    "EVENTGATE_STREAM": "mediawiki.revision-score", "MODEL_PATH": "/mnt/models/model.bin",
+    "EVENTGATE_STREAM": None, "MODEL_PATH": None, "GRPC_PORT": None,
     "HEAVY_REVISION_BYTES": 150000, "OUTLINK_LINKS_PER_CALL": "max", "PREDICTOR_TIMEOUT_S": 10.0,
     "EXTRACTION_WORKERS": None, "WIKI_URL": None, "EVENTGATE_URL": None,
 }
