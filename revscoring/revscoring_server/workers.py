@@ -24,6 +24,7 @@ import logging
 import math
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, wait
@@ -88,8 +89,25 @@ def _noop() -> int:
     return os.getpid()
 
 
-def _lower_priority(increment: int) -> None:
+def _start_worker(increment: int) -> None:
+    """Runs first in every forked worker."""
     os.nice(increment)  # relative to the server process, which forked this worker
+    _reopen_inherited_corpus_files()
+
+
+def _reopen_inherited_corpus_files() -> None:
+    """Forked workers share the parent's open files, read positions included. NLTK's WordNet reader (under
+    draftquality's SentiWordNet features) keeps its data files open and reads them with seek + readline, so
+    two workers reading at once read each other's lines (found as a 500 on a farm revision). The warm-up
+    opened them before the fork; each worker drops its copies and reopens them on first use."""
+    corpus = sys.modules.get("nltk.corpus")
+    reader = getattr(corpus, "wordnet", None)
+    # Only a loaded reader: touching an attribute of NLTK's lazy loader would load the corpus.
+    if type(reader).__name__ != "WordNetCorpusReader":
+        return
+    for handle in reader._data_file_map.values():
+        handle.close()  # this worker's descriptor only; the parent's stays open
+    reader._data_file_map = {}
 
 
 def pool_from_env(env: Mapping[str, str]) -> WorkerPool | None:
@@ -140,10 +158,10 @@ class WorkerPool(OffLoopExecutor):
         context = multiprocessing.get_context("fork")  # fork: the workers inherit the loaded models
         if heavy:
             return ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_lower_priority, initargs=(self.heavy_nice,)
+                self.workers, mp_context=context, initializer=_start_worker, initargs=(self.heavy_nice,)
             )
         return ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_lower_priority, initargs=(self.nice,)
+            self.workers, mp_context=context, initializer=_start_worker, initargs=(self.nice,)
         )
 
     def start(self) -> None:
