@@ -3,7 +3,7 @@
 #   make setup      Debian packages, .venv, NLTK data, word vectors, image wheelhouse
 #   make wiki       the local MediaWiki farm on http://127.0.0.1:8180 (foreground)
 #   make models     demo models for every inference service -> models/<isvc>/model.bin
-#   make run        every inference service in one process on :8080
+#   make run        every inference service in one process on :8080 (REDIS=1: with a local Redis cache)
 #   make test       setup + models + the whole pytest suite (the CI command)
 #   make lint       ruff
 #   make manifests  render the KServe manifests

@@ -46,6 +46,16 @@ class EventGateSettings:
 
 
 @dataclass(frozen=True)
+class ScoreCacheSettings:
+    """The score cache (wikiserve.score_cache): an in-process LRU, or Redis shared by replicas."""
+
+    size: int = 10_000  # entries of the in-process LRU; 0: no cache (ignored with Redis)
+    ttl_s: float = 86_400.0
+    redis_url: str | None = None
+    redis_timeout_s: float = 0.25  # per Redis call; past it the request is served without the cache
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     http_port: int = 8080
     max_body_bytes: int = 1024 * 1024
@@ -55,6 +65,7 @@ class ServerSettings:
     log_level: str = "INFO"
     mediawiki: MediaWikiSettings = MediaWikiSettings()
     eventgate: EventGateSettings = EventGateSettings()
+    score_cache: ScoreCacheSettings = ScoreCacheSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -73,6 +84,12 @@ class ServerSettings:
             ca_bundle=env.get("EVENTGATE_CA_BUNDLE") or env.get("REQUESTS_CA_BUNDLE") or None,
             timeout_s=_float(env, "EVENTGATE_TIMEOUT_S", EventGateSettings.timeout_s),
         )
+        score_cache = ScoreCacheSettings(
+            size=_int(env, "SCORE_CACHE_SIZE", ScoreCacheSettings.size),
+            ttl_s=_float(env, "SCORE_CACHE_TTL_S", ScoreCacheSettings.ttl_s),
+            redis_url=env.get("REDIS_URL") or None,
+            redis_timeout_s=_float(env, "REDIS_TIMEOUT_S", ScoreCacheSettings.redis_timeout_s),
+        )
         return cls(
             http_port=_int(env, "HTTP_PORT", cls.http_port),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
@@ -81,6 +98,7 @@ class ServerSettings:
             log_level=env.get("LOG_LEVEL", cls.log_level).upper(),
             mediawiki=mediawiki,
             eventgate=eventgate,
+            score_cache=score_cache,
         )
 
 
