@@ -56,6 +56,17 @@ class ScoreCacheSettings:
 
 
 @dataclass(frozen=True)
+class LiftWingSettings:
+    """Where the `ores` image finds the model servers: one endpoint for all of them (`LIFTWING_URL`); the
+    `Host` header (`LIFTWING_HOST`, a template of `{isvc}` and `{namespace}`) picks the InferenceService."""
+
+    url: str | None = None
+    host: str = "{isvc}.{namespace}.wikimedia.org"
+    timeout_s: float = 30.0
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     http_port: int = 8080
     max_body_bytes: int = 1024 * 1024
@@ -66,6 +77,7 @@ class ServerSettings:
     mediawiki: MediaWikiSettings = MediaWikiSettings()
     eventgate: EventGateSettings = EventGateSettings()
     score_cache: ScoreCacheSettings = ScoreCacheSettings()
+    liftwing: LiftWingSettings = LiftWingSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -90,6 +102,11 @@ class ServerSettings:
             redis_url=env.get("REDIS_URL") or None,
             redis_timeout_s=_float(env, "REDIS_TIMEOUT_S", ScoreCacheSettings.redis_timeout_s),
         )
+        liftwing = LiftWingSettings(
+            url=env.get("LIFTWING_URL") or None,
+            host=env.get("LIFTWING_HOST") or LiftWingSettings.host,
+            timeout_s=_float(env, "LIFTWING_TIMEOUT_S", LiftWingSettings.timeout_s),
+        )
         return cls(
             http_port=_int(env, "HTTP_PORT", cls.http_port),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
@@ -99,6 +116,7 @@ class ServerSettings:
             mediawiki=mediawiki,
             eventgate=eventgate,
             score_cache=score_cache,
+            liftwing=liftwing,
         )
 
 

@@ -11,9 +11,9 @@ are converted (`to_formatversion1`) before they are cached.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from collections.abc import Iterable
 from typing import Any
 
 from revscoring.extractors.api.util import REV_PROPS, USER_PROPS

@@ -316,5 +316,5 @@ def test_a_model_that_cannot_score_gets_an_ores_error_and_the_others_score(tiny_
 def test_unscorable_revision_errors_survive_a_worker_process():
     error = scoring.UnscorableRevision("TextDeleted", "The text of revision 5 is hidden.")
     copy_ = pickle.loads(pickle.dumps(error))
-    assert (copy_.error_type, copy_.message, copy_.status) == ("TextDeleted", "The text of revision 5 is hidden.", 400)
+    assert (copy_.error_type, copy_.message, copy_.status) == ("TextDeleted", error.message, 400)
     assert scoring.error_entry(copy_) == {"error": {"type": "TextDeleted", "message": error.message}}

@@ -16,7 +16,7 @@ from wikiserve.score_cache import MemoryScoreCache, RedisScoreCache, ScoreKey, b
 
 ENTRY = {
     "score": {"prediction": False, "probability": {"false": 0.943608517707491, "true": 0.056391482292509024}},
-    "features": {"feature.revision.user.is_anon": False, "feature.wikitext.revision.chars": 1234, "ratio": 0.1},
+    "features": {"feature.revision.user.is_anon": False, "feature.wikitext.revision.chars": 1234, "r": 0.1},
 }
 KEY = ScoreKey("enwiki", "damaging", "0.5.1", 73, False)
 
