@@ -4,8 +4,9 @@
 
 One InferenceService per seed-table row: 110 revscoring services (predictor only) and
 `outlink-topic-model` (predictor + transformer); plus `ores` (ORES's API in front of them, no model).
-Images, model storage and resources come from `deploy/values.yaml`; names, wikis and namespaces from the seed table. `--service-accounts` also prints
-one ServiceAccount per namespace, bound to the Secret with the Swift S3 credentials (created apart).
+Images, model storage and resources come from `deploy/values.yaml`; names, wikis and namespaces from the
+seed table. `--service-accounts` also prints one ServiceAccount per namespace, bound to the Secret with the
+Swift S3 credentials (created apart).
 """
 
 from __future__ import annotations
