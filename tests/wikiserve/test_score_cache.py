@@ -110,7 +110,7 @@ async def test_redis_is_shared_by_replicas_and_entries_expire(redis):
     reader = RedisScoreCache(redis.url, ttl_s=60, timeout_s=1)  # another replica
     key = ScoreKey("enwiki", "damaging", "0.5.1", 1001, True)
     await writer.set_many({key: ENTRY})
-    found = (await reader.get_many([key, KEY]))
+    found = await reader.get_many([key, KEY])
     assert list(found) == [key] and orjson.dumps(found[key]) == orjson.dumps(ENTRY)
     ttl_ms = int(redis.command("PTTL", key.text()).lstrip(":"))
     assert 0 < ttl_ms <= 60_000
