@@ -8,6 +8,7 @@
 #   make lint       ruff
 #   make manifests  render the KServe manifests
 #   make bench      the benchmark
+#   make bench-ores the ORES API's benchmark (batch vs single calls, cache, ores client)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,7 +29,7 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONSTRAINT PIP_REQUIREMENT
 
-.PHONY: help setup wiki models run test lint manifests bench nltk-data wheelhouse clean-venv
+.PHONY: help setup wiki models run test lint manifests bench bench-ores nltk-data wheelhouse clean-venv
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -91,6 +92,9 @@ manifests: setup
 
 bench: setup models
 	$(PY) -m benchmark
+
+bench-ores: setup models
+	$(PY) -m benchmark.ores
 
 clean-venv:
 	rm -rf $(VENV) $(STAMPS)
