@@ -40,7 +40,7 @@ def ores_server(proxy, demo_models) -> Iterator[ServerProcess]:
         "WIKI_URL": proxy.url,
         "SCORE_CACHE_SIZE": "0",
         "EXTRACTION_WORKERS": "1",
-        "MEDIAWIKI_TIMEOUT_S": "1.5",
+        "MEDIAWIKI_TIMEOUT_S": "3",
         "MEDIAWIKI_ATTEMPTS": "1",
     }
     args = ["revscoring_server", f"--models_dir={demo_models}", *[f"--isvc={isvc}" for isvc in ORES_ISVCS]]
@@ -156,21 +156,27 @@ def test_revisions_that_cannot_be_scored_get_their_own_error_and_the_rest_is_sco
         assert scores[str(hidden)][model]["error"]["type"] == "TextDeleted"
 
 
-def test_a_wrong_content_model_fails_only_the_models_that_cannot_read_it(ores_server, farm):
+def test_each_model_checks_the_content_model_it_reads(ores_server, farm):
     wikitext_rev = next(
         r["rev_id"]
         for r in farm.manifest["wikidatawiki"]["revisions"]
         if not r["title"].startswith("Q") and not r["hidden"]
     )
-    body = ores_get(ores_server, f"/v3/scores/wikidatawiki/{wikitext_rev}/").json()
-    entries = body["wikidatawiki"]["scores"][str(wikitext_rev)]
-    assert entries["itemquality"]["error"]["type"] == "UnexpectedContentType"
-    assert "score" in entries["damaging"] or entries["damaging"]["error"]["type"] == "UnexpectedContentType"
+    item_rev = farm.manifest["wikidatawiki"]["special"]["good_rev_id"]
+    body = ores_get(ores_server, "/v3/scores/wikidatawiki/", revids=f"{item_rev}|{wikitext_rev}").json()
+    scores = body["wikidatawiki"]["scores"]
+    assert set(scores[str(item_rev)]["itemquality"]) == {"score"}
+    assert set(scores[str(item_rev)]["damaging"]) == {"score"}
+    wrong = scores[str(wikitext_rev)]
+    assert {entry["error"]["type"] for entry in wrong.values()} == {"UnexpectedContentType"}
+    # Each model names what it reads: edit quality reads items and properties, itemquality items only.
+    assert "'wikibase-item' or 'wikibase-property'" in wrong["damaging"]["error"]["message"]
+    assert "'wikibase-item' content only" in wrong["itemquality"]["error"]["message"]
 
 
 def test_a_mediawiki_timeout_is_that_revisions_timeouterror(ores_server, proxy, farm):
     slow, fine = edits(farm, "enwiki", 2)
-    proxy.inject("delay", times=-1, delay_s=4.0, match=lambda params: params.get("revids") == str(slow))
+    proxy.inject("delay", times=-1, delay_s=6.0, match=lambda params: params.get("revids") == str(slow))
     body = ores_get(ores_server, "/v3/scores/enwiki/", models="damaging", revids=f"{slow}|{fine}").json()
     scores = body["enwiki"]["scores"]
     assert scores[str(slow)]["damaging"]["error"]["type"] == "TimeoutError"
