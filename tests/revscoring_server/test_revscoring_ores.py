@@ -186,8 +186,8 @@ def test_a_mediawiki_timeout_is_that_revisions_timeouterror(ores_server, proxy, 
 @pytest.mark.parametrize(
     ("path", "params", "status", "fragment"),
     [
-        ("/v3/scores/nowiki/", {"revids": "1"}, 404, "nowiki"),
-        ("/v3/scores/nowiki/12/", {}, 404, "nowiki"),
+        ("/v3/scores/xxwiki/", {"revids": "1"}, 404, "xxwiki"),
+        ("/v3/scores/xxwiki/12/", {}, 404, "xxwiki"),
         ("/v3/scores/enwiki/", {"models": "damaging|nonsense", "revids": "1"}, 400, "'nonsense'"),
         ("/v3/scores/enwiki/12/itemquality", {}, 400, "'itemquality'"),
         ("/v3/scores/enwiki/", {"revids": "12|abc"}, 400, "'abc'"),

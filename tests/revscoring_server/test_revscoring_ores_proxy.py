@@ -125,7 +125,7 @@ def test_a_failing_model_service_fails_only_its_model(ores_proxy, ingress, farm,
 
 
 def test_request_errors_are_answered_without_calling_any_service(ores_proxy, ingress):
-    assert ores_get(ores_proxy, "/v3/scores/nowiki/", revids="1").status_code == 404
+    assert ores_get(ores_proxy, "/v3/scores/xxwiki/", revids="1").status_code == 404
     response = ores_get(ores_proxy, "/v3/scores/enwiki/", models="itemquality", revids="1")
     assert response.status_code == 400 and "'itemquality'" in response.json()["error"]["message"]
     assert ingress.calls == []
