@@ -33,3 +33,13 @@ def test_without_wiki_url_the_public_domain_is_used():
 def test_a_bad_value_names_the_variable(name, value):
     with pytest.raises(ValueError, match=name):
         ServerSettings.from_env({name: value})
+
+
+def test_the_ores_images_lift_wing_endpoint():
+    default = ServerSettings.from_env({}).liftwing
+    assert (default.url, default.host, default.timeout_s) == (None, "{isvc}.{namespace}.wikimedia.org", 30.0)
+    env = {"LIFTWING_URL": "https://lw:30443", "LIFTWING_HOST": "{isvc}.example", "LIFTWING_TIMEOUT_S": "4"}
+    settings = ServerSettings.from_env(env).liftwing
+    assert (settings.url, settings.host, settings.timeout_s) == ("https://lw:30443", "{isvc}.example", 4.0)
+    with pytest.raises(ValueError, match="LIFTWING_TIMEOUT_S"):
+        ServerSettings.from_env({"LIFTWING_TIMEOUT_S": "soon"})
