@@ -200,8 +200,14 @@ def _model_entry(extractor: Extractor, cache: dict, model_path: str, rev_id: int
     base_features = (
         [feature for feature in trim(features) if feature not in set(features)] if extended else []
     )
+    wanted = features + base_features
     try:
-        values = list(extractor.extract(rev_id, features + base_features, cache=cache))
+        if all(feature in cache for feature in wanted):
+            # Every value is already solved (another model of the same job shares this feature list): read
+            # them as revscoring's solver would, without walking the dependency graph again.
+            values = [cache[feature] for feature in wanted]
+        else:
+            values = list(extractor.extract(rev_id, wanted, cache=cache))
     except DependencyError as error:
         raise _extraction_error(error, rev_id) from None
     entry: dict[str, Any] = {"score": _score(model, values[: len(features)], rev_id, model_path)}

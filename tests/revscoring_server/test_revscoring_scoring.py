@@ -275,13 +275,17 @@ def test_several_models_of_one_revision_share_one_solve_cache(tiny_models, monke
             return super().extract(rev_ids, dependents, **kwargs)
 
     monkeypatch.setattr(scoring, "Extractor", RecordingExtractor)
-    models = (("damaging", str(tiny_models["binary"])), ("articlequality", str(tiny_models["multiclass"])))
+    binary, multiclass = str(tiny_models["binary"]), str(tiny_models["multiclass"])
+    models = (("damaging", binary), ("articlequality", multiclass), ("goodfaith", binary))
     entries = scoring.score_revision_models(scoring.RevisionJob(models, 101, edit_docs()))
-    assert set(entries) == {"damaging", "articlequality"}
+    assert list(entries) == ["damaging", "articlequality", "goodfaith"]
+    # goodfaith has damaging's features: all solved already, so it makes no extraction call of its own
+    assert len(calls) == 2
     (first_features, first_cache, _), (second_features, second_cache, known_before) = calls
     assert first_cache is second_cache  # revscoring memoizes every solved dependency in this dict
     shared = set(first_features) & set(second_features)
     assert shared and shared <= known_before  # computed once, for the first model; the second reads them
+    assert entries["goodfaith"] == entries["damaging"]
 
 
 def test_scoring_models_together_equals_scoring_them_one_by_one(tiny_models):
