@@ -4,13 +4,14 @@
 #   make venv       Debian packages and .venv only (what lint and manifests need)
 #   make wiki       the local MediaWiki farm on http://127.0.0.1:8180 (foreground)
 #   make models     demo models for every inference service -> models/<isvc>/model.bin
-#   make run        every inference service in one process on :8080
+#   make run        every inference service in one process on :8080 (REDIS=1: with a local Redis cache)
 #   make test       setup + models + the whole pytest suite (the CI command)
 #   make lint       ruff
 #   make manifests  render the KServe manifests
 #   make bench      the benchmark
 #   make prodstack  the production stack as a reference venv, and binaries made with it (for the tests)
 #   make fresh-check  the README's set-up from a fresh clone with no cache (CI runs it)
+#   make bench-ores the ORES API's benchmark (batch vs single calls, cache, ores client)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -37,8 +38,8 @@ unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONST
 export NLTK_SOURCE := $(NLTK_DATA)
 unexport NLTK_DATA
 
-.PHONY: help setup venv wiki models run test lint manifests bench prodstack fresh-check nltk-data wheelhouse \
-	clean-venv
+.PHONY: help setup venv wiki models run test lint manifests bench bench-ores prodstack fresh-check nltk-data \
+	wheelhouse clean-venv
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -112,6 +113,9 @@ manifests: venv
 
 bench: setup models
 	$(PY) -m benchmark
+
+bench-ores: setup models
+	$(PY) -m benchmark.ores
 
 clean-venv:
 	rm -rf $(VENV) $(STAMPS)

@@ -89,6 +89,19 @@ def _outlink(name: str, module: str, compiled: tuple[str, ...] = (),
     )
 
 
+# The `ores` image is not in the seed table: it serves ORES's API by calling the model servers. It copies the
+# revscoring server's package for its service table and the proxy module; it imports nothing of revscoring.
+ORES = ImageSpec(
+    name="ores",
+    requirements="requirements/ores.txt",
+    sources=REVSCORING_SOURCES,
+    python_path=REVSCORING_PATH,
+    entrypoint=(VENV_PYTHON, "-m", "revscoring_server.ores_proxy"),
+    revscoring=False,
+    word_vectors=False,
+    nltk_corpora=(),
+)
+
 IMAGES: tuple[ImageSpec, ...] = (
     _revscoring("editquality"),
     _revscoring("articlequality"),
@@ -98,6 +111,7 @@ IMAGES: tuple[ImageSpec, ...] = (
     _outlink("outlink", "outlink_server.predictor", compiled=("fasttext",),
              environment=(("GRPC_PORT", str(GRPC_PORT)),)),
     _outlink("outlink-transformer", "outlink_server.transformer"),
+    ORES,
 )
 
 

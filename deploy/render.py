@@ -3,9 +3,10 @@
     python -m deploy.render [--values deploy/values.yaml] [--seed PATH] [--service-accounts]
 
 One InferenceService per seed-table row: 110 revscoring services (predictor only) and
-`outlink-topic-model` (predictor + transformer). Images, model storage and resources come from
-`deploy/values.yaml`; names, wikis and namespaces from the seed table. `--service-accounts` also prints
-one ServiceAccount per namespace, bound to the Secret with the Swift S3 credentials (created apart).
+`outlink-topic-model` (predictor + transformer); plus `ores` (ORES's API in front of them, no model).
+Images, model storage and resources come from `deploy/values.yaml`; names, wikis and namespaces from the
+seed table. `--service-accounts` also prints one ServiceAccount per namespace, bound to the Secret with the
+Swift S3 credentials (created apart).
 """
 
 from __future__ import annotations
@@ -60,11 +61,12 @@ def env_list(pairs: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in pairs.items() if value]
 
 
-def readiness(values: Values, model_name: str) -> dict[str, Any]:
-    """Ready once the model server reports the model loaded (KServe's v1 model-status endpoint)."""
+def readiness(values: Values, model_name: str | None) -> dict[str, Any]:
+    """Ready once the model server reports the model loaded (KServe's v1 model-status endpoint); a server
+    without a model (`ores`) once it answers KServe's liveness route."""
     probe = values.raw["readiness"]
     return {
-        "httpGet": {"path": f"/v1/models/{model_name}", "port": values.raw["port"]},
+        "httpGet": {"path": f"/v1/models/{model_name}" if model_name else "/", "port": values.raw["port"]},
         "initialDelaySeconds": probe["initial_delay_seconds"],
         "periodSeconds": probe["period_seconds"],
         "timeoutSeconds": probe["timeout_seconds"],
@@ -72,7 +74,7 @@ def readiness(values: Values, model_name: str) -> dict[str, Any]:
     }
 
 
-def container(values: Values, image: str, model_name: str, env: dict[str, str]) -> dict[str, Any]:
+def container(values: Values, image: str, model_name: str | None, env: dict[str, str]) -> dict[str, Any]:
     return {
         "name": CONTAINER,
         "image": values.image(image),
@@ -128,9 +130,22 @@ def outlink_service(values: Values, row: IsvcRow) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": metadata(row), "spec": spec}
 
 
+def ores_service(values: Values) -> dict[str, Any]:
+    """ORES's API (the `ores` image): no model, no storage; it calls the services above through Lift Wing."""
+    ores = values.raw["ores"]
+    env = {"LIFTWING_URL": ores["liftwing_url"]}
+    predictor = component(values, [container(values, "ores", None, env)])
+    predictor.pop("serviceAccountName")  # it reads no model storage
+    labels = {"app.kubernetes.io/part-of": "lift-wing", "app.kubernetes.io/name": ores["name"]}
+    return {"apiVersion": API_VERSION, "kind": "InferenceService",
+            "metadata": {"name": ores["name"], "namespace": ores["namespace"], "labels": labels},
+            "spec": {"predictor": predictor}}
+
+
 def inference_services(values: Values, rows: list[IsvcRow]) -> list[dict[str, Any]]:
-    return [revscoring_service(values, row) if row.is_revscoring else outlink_service(values, row)
-            for row in rows]
+    services = [revscoring_service(values, row) if row.is_revscoring else outlink_service(values, row)
+                for row in rows]
+    return services + [ores_service(values)]
 
 
 def service_accounts(values: Values, rows: list[IsvcRow]) -> list[dict[str, Any]]:

@@ -3,6 +3,8 @@
 Reads MediaWiki at `WIKI_URL` when set; otherwise starts the local farm and stops it again on exit.
 KServe's V2 gRPC protocol is served on `GRPC_PORT` (default 8081, as in the outlink predictor's image;
 0 turns it off).
+ORES's API (`/v3/scores/`) is served beside the KServe routes for every wiki. The score cache is in-process
+unless `REDIS_URL` is set; `REDIS=1` (`make run REDIS=1`) starts a local redis-server for it.
 Ctrl-C or SIGTERM drains in-flight requests, stops the server, then the farm.
 """
 
@@ -17,9 +19,11 @@ from pathlib import Path
 
 from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
 from revscoring_server.executor import OffLoopExecutor
+from revscoring_server.ores import ores_router
 from revscoring_server.workers import pool_from_values
 from wikiserve.config import ServerSettings, read_settings_or_exit
 from wikiserve.mediawiki import MediaWikiPool
+from wikiserve.score_cache import ScoreCache, build_score_cache
 from wikiserve.server import serve
 
 logger = logging.getLogger("dev.run_all")
@@ -27,7 +31,11 @@ DEFAULT_GRPC_PORT = 8081  # KServe's
 
 
 def build_models(
-    settings: ServerSettings, models_dir: Path, pool: MediaWikiPool, workers: OffLoopExecutor | None
+    settings: ServerSettings,
+    models_dir: Path,
+    pool: MediaWikiPool,
+    workers: OffLoopExecutor | None,
+    cache: ScoreCache | None = None,
 ) -> list:
     """One model object per row of the seed table, loading each binary from `models_dir/<isvc>/model.bin`."""
     from outlink_server.predictor import build_model as build_outlink
@@ -41,7 +49,7 @@ def build_models(
         if row.isvc == OUTLINK_ISVC:
             models.append(build_outlink(path, settings, pool))
         else:
-            models.append(build_revscoring(row.isvc, path, settings, pool, workers))
+            models.append(build_revscoring(row.isvc, path, settings, pool, workers, cache))
     return models
 
 
@@ -58,14 +66,23 @@ def main() -> None:
             farm = stack.enter_context(running_farm())
             # One endpoint for every wiki; the Host header (the wiki's domain) picks the wiki.
             settings = replace(settings, mediawiki=replace(settings.mediawiki, url=farm.url, host=None))
+        if os.environ.get("REDIS") == "1" and not settings.score_cache.redis_url:
+            from dev.redis_server import running_redis
+
+            redis = stack.enter_context(running_redis())
+            print(f"score cache: Redis at {redis.url}", file=sys.stderr, flush=True)
+            settings = replace(settings, score_cache=replace(settings.score_cache, redis_url=redis.url))
         pool = MediaWikiPool(settings.mediawiki)
         # Feature extraction runs in worker processes, as in the images (it is not thread-safe).
         workers = pool_from_values(values)
-        models = build_models(settings, models_dir, pool, workers)
+        cache = build_score_cache(settings.score_cache)
+        models = build_models(settings, models_dir, pool, workers, cache)
         if workers is not None:
             workers.start()  # forked after every model loaded: the workers share them
             stack.callback(workers.close)
-        serve(models, settings, on_shutdown=[pool.close])
+        closers = [pool.close] + ([cache.close] if cache is not None else [])
+        # ORES's API (/v3/scores/) for every wiki, beside the KServe routes.
+        serve(models, settings, on_shutdown=closers, routers=[ores_router(models, cache)])
 
 
 if __name__ == "__main__":

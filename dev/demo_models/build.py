@@ -36,7 +36,7 @@ MODEL_PARAMS = {"n_estimators": 20, "max_depth": 3, "learning_rate": 0.2, "rando
 MULTILABEL_PARAMS = {**MODEL_PARAMS, "n_estimators": 10, "max_depth": 2, "learning_rate": 0.3}
 SOURCES = [*sorted((REPO_ROOT / "dev" / "demo_models").glob("*.py")), REPO_ROOT / "dev" / "word_vectors.py",
            REPO_ROOT / "requirements" / "constraints.txt"]
-FINGERPRINT_FILE = "demo-fingerprint"
+FINGERPRINT_FILE = ".demo-fingerprint"  # hidden: the one visible file of the folder is the model
 # Content language -> the revscoring language module's name, which prefixes its feature names.
 LANGUAGE_NAMES = {
     "ar": "arabic", "bn": "bengali", "bs": "bosnian", "ca": "catalan", "cs": "czech", "de": "german",

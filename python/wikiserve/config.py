@@ -96,6 +96,12 @@ def _http_url(value: str) -> str | None:
     return None
 
 
+def _redis_url(value: str) -> str | None:
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        return "must be a redis://, rediss:// or unix:// URL"
+    return None
+
+
 def _links_per_call(value: str) -> str | None:
     if value == "max" or (value.isdigit() and 1 <= int(value) <= 500):
         return None
@@ -127,6 +133,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REQUESTS_CA_BUNDLE", str, None, "CA bundle when EVENTGATE_CA_BUNDLE is unset"),
     Setting("EVENTGATE_TIMEOUT_S", float, 5.0, "EventGate call timeout in seconds", above=0),
     Setting("MODEL_PATH", str, None, "the model binary; unset: the one model file in /mnt/models"),
+    # The score cache (wikiserve.score_cache) and the ores image's way to the model servers.
+    Setting("SCORE_CACHE_SIZE", int, 10_000, "entries of the in-process score cache; 0: no cache", minimum=0),
+    Setting("SCORE_CACHE_TTL_S", float, 86_400.0, "seconds a cached score is kept", above=0),
+    Setting("REDIS_URL", str, None, "Redis shared by replicas as the score cache; unset: in-process",
+            check=_redis_url),
+    Setting("REDIS_TIMEOUT_S", float, 0.25, "per Redis call; past it a request is served uncached", above=0),
+    Setting("LIFTWING_URL", str, None, "ores image: the endpoint of every model server", check=_http_url),
+    Setting("LIFTWING_HOST", str, "{isvc}.{namespace}.wikimedia.org",
+            "ores image: Host header template of a model server ({isvc}, {namespace})"),
+    Setting("LIFTWING_TIMEOUT_S", float, 30.0, "ores image: timeout of a call to a model server", above=0),
     # Revscoring.
     Setting("INFERENCE_NAME", str, None, "the service, <dbname>-<model type>", used_by=REVSCORING),
     Setting("EXTRACTION_WORKERS", int, None, "extraction worker processes; unset: usable cores, 0: a thread",
@@ -247,6 +263,42 @@ class EventGateSettings:
 
 
 @dataclass(frozen=True)
+class ScoreCacheSettings:
+    """The score cache (wikiserve.score_cache): an in-process LRU, or Redis shared by replicas."""
+
+    size: int = 10_000  # entries of the in-process LRU; 0: no cache (ignored with Redis)
+    ttl_s: float = 86_400.0
+    redis_url: str | None = None
+    redis_timeout_s: float = 0.25  # per Redis call; past it the request is served without the cache
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> ScoreCacheSettings:
+        return cls(
+            size=values["SCORE_CACHE_SIZE"],
+            ttl_s=values["SCORE_CACHE_TTL_S"],
+            redis_url=values["REDIS_URL"],
+            redis_timeout_s=values["REDIS_TIMEOUT_S"],
+        )
+
+
+@dataclass(frozen=True)
+class LiftWingSettings:
+    """Where the `ores` image finds the model servers: one endpoint for all of them (`LIFTWING_URL`); the
+    `Host` header (`LIFTWING_HOST`, a template of `{isvc}` and `{namespace}`) picks the InferenceService."""
+
+    url: str | None = None
+    host: str = "{isvc}.{namespace}.wikimedia.org"
+    timeout_s: float = 30.0
+    max_connections: int = 100
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> LiftWingSettings:
+        return cls(
+            url=values["LIFTWING_URL"], host=values["LIFTWING_HOST"], timeout_s=values["LIFTWING_TIMEOUT_S"]
+        )
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     http_port: int = 8080
     grpc_port: int | None = None  # KServe's V2 gRPC protocol is served only when a port is configured
@@ -256,6 +308,8 @@ class ServerSettings:
     log_level: str = "INFO"
     mediawiki: MediaWikiSettings = MediaWikiSettings()
     eventgate: EventGateSettings = EventGateSettings()
+    score_cache: ScoreCacheSettings = ScoreCacheSettings()
+    liftwing: LiftWingSettings = LiftWingSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerSettings:
@@ -275,4 +329,6 @@ class ServerSettings:
             log_level=values["LOG_LEVEL"],
             mediawiki=MediaWikiSettings.from_values(values),
             eventgate=EventGateSettings.from_values(values),
+            score_cache=ScoreCacheSettings.from_values(values),
+            liftwing=LiftWingSettings.from_values(values),
         )

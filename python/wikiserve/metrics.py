@@ -21,3 +21,12 @@ FEATURE_EXTRACTION_SECONDS = Histogram(
 )
 EVENTS_SENT = Counter("eventgate_events_sent_total", "Events accepted by EventGate.", ["stream"])
 EVENTS_FAILED = Counter("eventgate_events_failed_total", "Events EventGate did not accept.", ["stream"])
+SCORE_CACHE_HITS = Counter("score_cache_hits_total", "Scores served from the score cache.", ["backend"])
+SCORE_CACHE_MISSES = Counter(
+    "score_cache_misses_total", "Scores looked up and not found in the cache.", ["backend"]
+)
+SCORE_CACHE_ERRORS = Counter(
+    "score_cache_errors_total",
+    "Score cache calls that failed (the request went on without the cache).",
+    ["backend"],
+)

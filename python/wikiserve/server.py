@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 import kserve
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
@@ -246,13 +246,18 @@ class WikiModelServer(kserve.ModelServer):
         self._grpc: grpc.aio.Server | None = None
 
     def start(  # type: ignore[override]
-        self, models: Sequence[kserve.Model], on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
+        self,
+        models: Sequence[kserve.Model],
+        on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+        routers: Sequence[APIRouter] = (),
     ) -> None:
         for model in models:
             self.register_model(model)
-        asyncio.run(self._serve(on_shutdown))
+        asyncio.run(self._serve(on_shutdown, routers))
 
-    async def _serve(self, on_shutdown: Sequence[Callable[[], Awaitable[None]]]) -> None:
+    async def _serve(
+        self, on_shutdown: Sequence[Callable[[], Awaitable[None]]], routers: Sequence[APIRouter] = ()
+    ) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
@@ -267,6 +272,8 @@ class WikiModelServer(kserve.ModelServer):
         app: FastAPI = self._rest_server.cfg.app
         install_error_handlers(app)
         remove_model_repository_routes(app)
+        for router in routers:  # APIs served beside KServe's (e.g. ORES's /v3/scores/)
+            app.include_router(router)
         self.guard = RequestGuard(app, self.settings.max_body_bytes)
         self._rest_server.cfg.app = self.guard
         self._rest_server.cfg.timeout_keep_alive = 30
@@ -330,9 +337,11 @@ def serve(
     models: Sequence[kserve.Model],
     settings: ServerSettings,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
+    routers: Sequence[APIRouter] = (),
 ) -> None:
-    """Serves `models` until SIGTERM/SIGINT, then awaits each `on_shutdown` hook (e.g. closing a shared pool).
+    """Serves `models` (and `routers`' routes) until SIGTERM/SIGINT, then awaits each `on_shutdown` hook (e.g.
+    closing a shared pool).
 
     Loading happens before this: a model that failed to load never serves.
     """
-    WikiModelServer(settings).start(models, on_shutdown)
+    WikiModelServer(settings).start(models, on_shutdown, routers)

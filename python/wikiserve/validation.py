@@ -98,10 +98,34 @@ def reject_unknown_fields(body: dict[str, Any], allowed: Iterable[str]) -> None:
 def exactly_one_of(body: dict[str, Any], *fields: str) -> str:
     present = [field for field in fields if body.get(field) is not None]
     if len(present) != 1:
-        options = " or ".join(f"'{field}'" for field in fields)
-        problem = "both were given" if present else "neither was given"
+        names = [f"'{field}'" for field in fields]
+        options = f"{', '.join(names[:-1])} or {names[-1]}"
+        if len(fields) == 2:
+            problem = "both were given" if present else "neither was given"
+        else:
+            problem = (
+                f"{' and '.join(repr(field) for field in present)} were given"
+                if present
+                else "none was given"
+            )
         raise InvalidRequest(f"Give exactly one of {options}; {problem}.")
     return present[0]
+
+
+def require_rev_ids(body: dict[str, Any], maximum_count: int, field: str = "rev_ids") -> list[int]:
+    """A JSON array of 0 to `maximum_count` revision ids (duplicates dropped, order kept)."""
+    values = body.get(field)
+    if not isinstance(values, list):
+        raise InvalidRequest(
+            f"'{field}' must be an array of revision ids, got {_json_type(values)} {_short(values)}."
+        )
+    if len(values) > maximum_count:
+        raise InvalidRequest(
+            f"'{field}' has {len(values)} revision ids; at most {maximum_count} are allowed."
+        )
+    for index, value in enumerate(values):
+        require_int({f"{field}[{index}]": value}, f"{field}[{index}]")
+    return list(dict.fromkeys(values))
 
 
 def _json_type(value: Any) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from revscoring_server.model import RevscoringModel
+from revscoring_server.ores import ores_router
 from revscoring_server.scoring import ModelLoadError
 from revscoring_server.services import UnknownService, find_service
 from revscoring_server.workers import pool_from_values
@@ -29,6 +30,7 @@ from wikiserve.config import EXIT_BAD_CONFIG, REVSCORING, ServerSettings, read_s
 from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.model_files import ModelFileError, resolve_model_file
+from wikiserve.score_cache import ScoreCache, build_score_cache
 from wikiserve.server import serve
 
 logger = logging.getLogger("revscoring_server")
@@ -60,9 +62,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     configure_logging(settings.json_logs, settings.log_level)
     pool = MediaWikiPool(settings.mediawiki)
     workers = pool_from_values(values)  # extraction in worker processes; see workers.py
+    cache = build_score_cache(settings.score_cache)
     try:
         models = [
-            RevscoringModel(find_service(isvc), path, settings, pool, executor=workers)
+            RevscoringModel(find_service(isvc), path, settings, pool, workers, cache)
             for isvc, path in _services(args, values)
         ]
     except (UnknownService, ModelFileError, ModelLoadError) as error:
@@ -71,11 +74,16 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if workers is not None:
         workers.start()  # fork now: after the models loaded (shared), before the server starts threads
     try:
-        serve(models, settings, on_shutdown=[pool.close])  # the pool is shared by all models
+        # The pool is shared by all models; ORES's API is served beside KServe's for the same models.
+        serve(models, settings, on_shutdown=_closers(pool, cache), routers=[ores_router(models, cache)])
     finally:
         if workers is not None:
             workers.close()
     return 0
+
+
+def _closers(pool: MediaWikiPool, cache: ScoreCache | None) -> list:
+    return [pool.close] + ([cache.close] if cache is not None else [])
 
 
 def _services(args: argparse.Namespace, values: Mapping[str, Any]) -> list[tuple[str, Path]]:

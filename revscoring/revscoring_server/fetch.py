@@ -11,6 +11,7 @@ are converted (`to_formatversion1`) before they are cached.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +25,18 @@ from wikiserve.mediawiki import MediaWikiClient
 # Exactly what revscoring's own extractor asks for (so features match the ones the models were trained
 # on; note it does not ask for `flags`, so `minor` is never set), plus the content it needs.
 _REVISION_PROPS = sorted(REV_PROPS | {"content"})
+
+
+class UnscorableRevision(InvalidRequest):
+    """A revision that cannot be scored (400 on the KServe route); `error_type` is ORES's name for why
+    (revscoring's error classes: RevisionNotFound, TextDeleted, UnexpectedContentType, ...)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+    def __reduce__(self) -> tuple:  # raised in worker processes: must survive pickling
+        return (type(self), (self.error_type, self.message))
 
 
 @dataclass(frozen=True)
@@ -55,16 +68,41 @@ class ApiDocs:
 
 async def fetch_docs(client: MediaWikiClient, dbname: str, rev_id: int, plan: FetchPlan) -> ApiDocs:
     """The revision first (everything else depends on it), then the rest of the plan concurrently."""
+    docs, page, revision = await fetch_revision(client, dbname, rev_id)
+    check_readable(revision, rev_id, dbname, plan.content_models)
+    await fetch_dependents(client, docs, page, revision, plan)
+    return docs
+
+
+async def fetch_revision(
+    client: MediaWikiClient, dbname: str, rev_id: int
+) -> tuple[ApiDocs, dict[str, Any], dict[str, Any]]:
+    """The revision's document, and its page and revision entries; UnscorableRevision when it is missing."""
     doc = to_formatversion1(
         await client.get(
             action="query", prop="revisions", revids=rev_id, rvslots="main", rvprop=_REVISION_PROPS
         )
     )
-    docs = ApiDocs(rev_id=rev_id, revision=doc, calls=["revision"])
     page, revision = _only_revision(doc, rev_id, dbname)
-    _check_readable(revision, rev_id, dbname, plan.content_models)
+    return ApiDocs(rev_id=rev_id, revision=doc, calls=["revision"]), page, revision
+
+
+async def fetch_dependents(
+    client: MediaWikiClient, docs: ApiDocs, page: dict[str, Any], revision: dict[str, Any], plan: FetchPlan
+) -> None:
+    """Everything else the plan needs (parent, user, ...), concurrently, into `docs`."""
     await asyncio.gather(*_dependent_fetches(client, docs, page, revision, plan))
-    return docs
+
+
+def merge_plans(plans: Iterable[FetchPlan]) -> FetchPlan:
+    """One plan fetching what any of `plans` needs: several models of one revision share one fetch."""
+    plans = list(plans)
+    return FetchPlan(
+        needs=frozenset().union(*(plan.needs for plan in plans)),
+        content_models=tuple(dict.fromkeys(model for plan in plans for model in plan.content_models)),
+        page_creation_text=any(plan.page_creation_text for plan in plans),
+        last_revision_text=any(plan.last_revision_text for plan in plans),
+    )
 
 
 def _dependent_fetches(
@@ -173,31 +211,35 @@ def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> tuple[dict[
     """The page and revision docs of `rev_id` in a prop=revisions answer."""
     query = doc.get("query") or {}
     if str(rev_id) in (query.get("badrevids") or {}):
-        raise InvalidRequest(
+        raise UnscorableRevision(
+            "RevisionNotFound",
             f"Revision {rev_id} does not exist on {dbname} (or was deleted): "
-            "MediaWiki reports it in 'badrevids'."
+            "MediaWiki reports it in 'badrevids'.",
         )
     for page in (query.get("pages") or {}).values():
         for revision in page.get("revisions") or []:
             if revision.get("revid") == rev_id:
                 return page, revision
-    raise InvalidRequest(f"Revision {rev_id} was not found on {dbname}.")
+    raise UnscorableRevision("RevisionNotFound", f"Revision {rev_id} was not found on {dbname}.")
 
 
-def _check_readable(
+def check_readable(
     revision: dict[str, Any], rev_id: int, dbname: str, content_models: tuple[str, ...]
 ) -> None:
+    """UnscorableRevision when the revision's text is hidden or not in one of `content_models`."""
     main = (revision.get("slots") or {}).get("main") or {}
     if "texthidden" in main or "texthidden" in revision:
-        raise InvalidRequest(
+        raise UnscorableRevision(
+            "TextDeleted",
             f"The text of revision {rev_id} on {dbname} is deleted or hidden "
-            "(texthidden); it cannot be scored."
+            "(texthidden); it cannot be scored.",
         )
     content_model = main.get("contentmodel")
     if content_model not in content_models:
-        raise InvalidRequest(
+        raise UnscorableRevision(
+            "UnexpectedContentType",
             f"Revision {rev_id} on {dbname} has content model {content_model!r}; this model scores "
-            f"{' or '.join(repr(model) for model in content_models)} content only."
+            f"{' or '.join(repr(model) for model in content_models)} content only.",
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import kserve
 from revscoring.extractors.api import Extractor
 
+from revscoring_server.batch import MAX_REVISIONS, WikiScorer
 from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.fetch import FetchPlan, fetch_docs
 from revscoring_server.model_types import ModelType, Need
@@ -29,11 +30,19 @@ from wikiserve.config import ServerSettings
 from wikiserve.errors import InvalidRequest
 from wikiserve.events import EventGateClient, RevisionEvent, parse_event, revision_score_event
 from wikiserve.mediawiki import MediaWikiPool
-from wikiserve.validation import exactly_one_of, optional_bool, parse_body, reject_unknown_fields, require_int
+from wikiserve.score_cache import ScoreCache
+from wikiserve.validation import (
+    exactly_one_of,
+    optional_bool,
+    parse_body,
+    reject_unknown_fields,
+    require_int,
+    require_rev_ids,
+)
 
 logger = logging.getLogger(__name__)
 
-REQUEST_FIELDS = ("rev_id", "extended_output", "event")
+REQUEST_FIELDS = ("rev_id", "rev_ids", "extended_output", "event")
 
 
 @dataclass
@@ -42,6 +51,14 @@ class Prepared:
 
     job: ScoreJob
     event: RevisionEvent | None = None
+
+
+@dataclass
+class PreparedBatch:
+    """A `{"rev_ids": [...]}` request: scored by the shared batch path (batch.WikiScorer) in predict."""
+
+    rev_ids: list[int]
+    extended_output: bool
 
 
 class RevscoringModel(kserve.Model):
@@ -54,6 +71,7 @@ class RevscoringModel(kserve.Model):
         settings: ServerSettings,
         pool: MediaWikiPool,
         executor: OffLoopExecutor | None = None,
+        score_cache: ScoreCache | None = None,
     ) -> None:
         super().__init__(service.isvc)
         self.service = service
@@ -65,17 +83,23 @@ class RevscoringModel(kserve.Model):
         self.executor = executor or OffLoopExecutor()
         self.version, self.plan = prepare_binary(model_path, self.model_type, service.dbname)
         self._events: EventGateClient | None = None
+        self.batch = WikiScorer(service.dbname, [self], score_cache)
         self.ready = True
 
     def load(self) -> bool:
         return self.ready  # loaded in the constructor: a model that failed to load never exists
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Prepared:
+    async def preprocess(
+        self, payload: Any, headers: dict[str, str] | None = None
+    ) -> Prepared | PreparedBatch:
         body = parse_body(payload)
         reject_unknown_fields(body, REQUEST_FIELDS)
         extended_output = optional_bool(body, "extended_output")
         event = None
-        if exactly_one_of(body, "rev_id", "event") == "event":
+        given = exactly_one_of(body, "rev_id", "rev_ids", "event")
+        if given == "rev_ids":
+            return PreparedBatch(require_rev_ids(body, MAX_REVISIONS), extended_output)
+        if given == "event":
             event = parse_event(body["event"])
             if event.database != self.service.dbname:
                 raise InvalidRequest(
@@ -89,7 +113,13 @@ class RevscoringModel(kserve.Model):
         job = ScoreJob(self.model_path, self.model_type.name, rev_id, docs, extended_output)
         return Prepared(job, event)
 
-    async def predict(self, prepared: Prepared, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def predict(
+        self, prepared: Prepared | PreparedBatch, headers: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        if isinstance(prepared, PreparedBatch):
+            name = self.model_type.name
+            document = await self.batch.score(prepared.rev_ids, [name], prepared.extended_output)
+            return {self.service.dbname: document}
         # Measured here, not in score_revision: that may run in a worker process nobody scrapes.
         with metrics.FEATURE_EXTRACTION_SECONDS.labels(model=self.name).time():
             entry = await self.executor.run(score_revision, prepared.job)
@@ -115,13 +145,14 @@ def build_model(
     settings: ServerSettings,
     pool: MediaWikiPool,
     executor: OffLoopExecutor | None = None,
+    score_cache: ScoreCache | None = None,
 ) -> kserve.Model:
     """The model for inference service `isvc` with its binary at `model_path`, sharing `pool` (and `executor`,
     e.g. a `workers.WorkerPool`, started by the caller once every model is loaded).
 
     Raises UnknownService for a name this server does not know, ModelLoadError for a bad binary.
     """
-    return RevscoringModel(find_service(isvc), model_path, settings, pool, executor=executor)
+    return RevscoringModel(find_service(isvc), model_path, settings, pool, executor, score_cache)
 
 
 def prepare_binary(model_path: Path, model_type: ModelType, dbname: str) -> tuple[str | None, FetchPlan]:

@@ -34,9 +34,9 @@ from revscoring.scoring.models import Classifier
 
 from revscoring import Model
 from revscoring_server.binaries import ModelLoadError, read_model
-from revscoring_server.fetch import ApiDocs
+from revscoring_server.fetch import ApiDocs, UnscorableRevision
 from revscoring_server.model_types import Output
-from wikiserve.errors import InvalidRequest, MediaWikiError, ServingError
+from wikiserve.errors import MediaWikiError, MediaWikiTimeout, ServingError
 
 logger = logging.getLogger(__name__)
 
@@ -123,19 +123,74 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
 
     Returns the model's entry of the response: `{"score": {...}}`, plus `"features"` for extended output.
     """
-    model = load_model(job.model_path)
     extractor = Extractor(NoNetworkSession(), http_cache=_http_cache(job.docs))
+    cache = _solve_cache(extractor, job.docs)
+    return _model_entry(extractor, cache, job.model_path, job.rev_id, job.extended_output)
+
+
+@dataclass(frozen=True)
+class RevisionJob:
+    """Several models of one wiki scoring one revision: one extraction job, one solve cache for all."""
+
+    models: tuple[tuple[str, str], ...]  # (model name in the response, model path)
+    rev_id: int
+    docs: ApiDocs
+    extended_output: bool = False
+
+
+def score_revision_models(job: RevisionJob) -> dict[str, dict[str, Any]]:
+    """Every model's entry for one revision, extracting shared features once.
+
+    revscoring's solver memoizes every dependency it computes in the `cache` dict it is given (keyed by
+    feature/datasource name), so the second model reuses the parsed revision, the diff and every feature it
+    shares with the first. A model that cannot score the revision gets `{"error": {"type", "message"}}`
+    (ORES's shape) while the others are still scored.
+    """
+    extractor = Extractor(NoNetworkSession(), http_cache=_http_cache(job.docs))
+    cache = _solve_cache(extractor, job.docs)
+    entries: dict[str, dict[str, Any]] = {}
+    for name, path in job.models:
+        try:
+            entries[name] = _model_entry(extractor, cache, path, job.rev_id, job.extended_output)
+        except ServingError as error:
+            entries[name] = error_entry(error)
+    return entries
+
+
+def error_entry(error: ServingError) -> dict[str, Any]:
+    """ORES's per-revision error object for `error`: the type names what went wrong, as ORES named it."""
+    return {"error": {"type": ores_error_type(error), "message": error.message}}
+
+
+def ores_error_type(error: ServingError) -> str:
+    error_type = getattr(error, "error_type", None)
+    if error_type:
+        return error_type
+    if isinstance(error, MediaWikiTimeout):
+        return "TimeoutError"
+    if error.api_code in ("nosuchrevid", "badrevids"):
+        return "RevisionNotFound"
+    return type(error).__name__
+
+
+def _model_entry(extractor: Extractor, cache: dict, model_path: str, rev_id: int, extended: bool) -> dict:
+    model = load_model(model_path)
     features = list(model.features)
     base_features = (
-        [feature for feature in trim(features) if feature not in set(features)] if job.extended_output else []
+        [feature for feature in trim(features) if feature not in set(features)] if extended else []
     )
-    cache = _solve_cache(extractor, job.docs)
+    wanted = features + base_features
     try:
-        values = list(extractor.extract(job.rev_id, features + base_features, cache=cache))
+        if all(feature in cache for feature in wanted):
+            # Every value is already solved (another model of the same job shares this feature list): read
+            # them as revscoring's solver would, without walking the dependency graph again.
+            values = [cache[feature] for feature in wanted]
+        else:
+            values = list(extractor.extract(rev_id, wanted, cache=cache))
     except DependencyError as error:
-        raise _extraction_error(error, job.rev_id) from None
-    entry: dict[str, Any] = {"score": _score(model, values[: len(features)], job)}
-    if job.extended_output:
+        raise _extraction_error(error, rev_id) from None
+    entry: dict[str, Any] = {"score": _score(model, values[: len(features)], rev_id, model_path)}
+    if extended:
         # Base features: the unmodified features the model's (possibly log/sub-modified) ones are built on.
         base = list(trim(features))
         by_feature = {
@@ -146,12 +201,12 @@ def score_revision(job: ScoreJob) -> dict[str, Any]:
     return entry
 
 
-def _score(model: Model, values: list, job: ScoreJob) -> dict[str, Any]:
+def _score(model: Model, values: list, rev_id: int, model_path: str) -> dict[str, Any]:
     try:
         return format_score(model.score(values))
     except Exception as error:  # noqa: BLE001 - the estimator's own errors (e.g. a feature count mismatch)
-        logger.exception("Scoring failed", extra={"rev_id": job.rev_id, "model_path": job.model_path})
-        message = f"Scoring revision {job.rev_id} failed: {type(error).__name__}: {str(error)[:200]}"
+        logger.exception("Scoring failed", extra={"rev_id": rev_id, "model_path": model_path})
+        message = f"Scoring revision {rev_id} failed: {type(error).__name__}: {str(error)[:200]}"
         raise ScoringError(message) from None
 
 
@@ -203,20 +258,25 @@ def _extraction_error(error: DependencyError, rev_id: int) -> ServingError:
             f"Feature extraction failed for revision {rev_id}: {type(cause).__name__}: {str(cause)[:200]}"
         )
     subject = _subject(error, rev_id)
+    kind = type(error).__name__  # revscoring's class names are ORES's error types
     if isinstance(error, TextDeleted):
-        return InvalidRequest(f"The text of {subject} is deleted or hidden; it cannot be scored.")
+        return UnscorableRevision(kind, f"The text of {subject} is deleted or hidden; it cannot be scored.")
     if isinstance(error, CommentDeleted):
-        return InvalidRequest(f"The edit summary of {subject} is deleted or hidden; it cannot be scored.")
+        return UnscorableRevision(
+            kind, f"The edit summary of {subject} is deleted or hidden; it cannot be scored."
+        )
     if isinstance(error, UserDeleted):
-        return InvalidRequest(f"The user of {subject} is deleted or hidden; it cannot be scored.")
+        return UnscorableRevision(kind, f"The user of {subject} is deleted or hidden; it cannot be scored.")
     if isinstance(error, RevisionNotFound):
-        return InvalidRequest(
-            f"{subject[0].upper()}{subject[1:]} was not found (deleted?); revision {rev_id} cannot be scored."
+        return UnscorableRevision(
+            kind,
+            f"{subject[0].upper()}{subject[1:]} was not found (deleted?); "
+            f"revision {rev_id} cannot be scored.",
         )
     if isinstance(error, (UserNotFound, PageNotFound, EntityNotFound)):
-        return InvalidRequest(f"Could not score revision {rev_id}: {error.message}")
+        return UnscorableRevision(kind, f"Could not score revision {rev_id}: {error.message}")
     if isinstance(error, UnexpectedContentType):
-        return InvalidRequest(f"The content of revision {rev_id} cannot be parsed: {error.message}")
+        return UnscorableRevision(kind, f"The content of revision {rev_id} cannot be parsed: {error.message}")
     if isinstance(error, QueryNotSupported):
         return MediaWikiError(
             f"The MediaWiki API does not support a query revision {rev_id} needs: {error.message}",

@@ -20,7 +20,7 @@ from revscoring_server.model_types import MODEL_TYPES, ModelType
 DATA_FILE = "inference_services.tsv"
 _HEADER = (
     "# Generated from the seed table (../shared/seed-isvcs.tsv): "
-    "`python -m revscoring_server.services SEED_TSV`.\n# isvc\tmodel_type\tdbname\tdomain\n"
+    "`python -m revscoring_server.services SEED_TSV`.\n# isvc\tmodel_type\tdbname\tdomain\tnamespace\n"
 )
 
 
@@ -34,6 +34,7 @@ class Service:
     model_type: str
     dbname: str
     domain: str
+    namespace: str  # the Kubernetes namespace: the `ores` image calls `<isvc>.<namespace>.wikimedia.org`
 
     @property
     def type(self) -> ModelType:
@@ -77,7 +78,8 @@ def render(seed_table: Path) -> str:
     with open(seed_table, encoding="utf-8", newline="") as handle:
         rows = [fields for fields in _tsv_rows(handle) if fields[1] in MODEL_TYPES]
     return _HEADER + "".join(
-        f"{isvc}\t{model_type}\t{dbname}\t{domain}\n" for isvc, model_type, dbname, domain, *_ in rows
+        f"{isvc}\t{model_type}\t{dbname}\t{domain}\t{namespace}\n"
+        for isvc, model_type, dbname, domain, _language, namespace, *_ in rows
     )
 
 

@@ -81,7 +81,7 @@ def test_committed_blubber_yaml_is_what_the_generator_writes():
 
 def test_one_production_variant_per_image_of_the_seed_table(config):
     seed_images = {image for row in load_rows() for image in row.images}
-    assert set(production_variants(config)) == seed_images
+    assert set(production_variants(config)) == seed_images | {"ores"}  # ores: ORES's API, no model
     assert TEST_VARIANT in config["variants"]
 
 
@@ -122,7 +122,8 @@ def test_variants_copy_only_their_own_source_folders(config):
     for name in production_variants(config):
         sources = copied_sources(effective_variant(name, config))
         assert all((REPO_ROOT / source).is_dir() for source in sources), name
-        server = "revscoring/revscoring_server" if images.image(name).revscoring else \
+        # ores reads the revscoring server's service table and runs its ores_proxy module
+        server = "revscoring/revscoring_server" if images.image(name).revscoring or name == "ores" else \
             "outlink-topic-model/outlink_server"
         assert set(sources) == {"python/wikiserve", server}, name
         for copy in effective_variant(name, config)["copies"]:

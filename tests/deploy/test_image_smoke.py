@@ -291,6 +291,30 @@ def assert_outlink_event_and_v2(farm, english: dict, transformer: Container, pre
     assert json.loads(answer.outputs[0].contents.bytes_contents[0]) == v1_body
 
 
+@pytest.mark.slow
+def test_ores_image_serves_the_ores_api_from_a_model_image(farm, demo_models, containers):
+    """The ores image's entrypoint, as its manifest runs it (LIFTWING_URL), in front of the editquality
+    image serving enwiki-damaging: one ORES request, answered with that service's own batch answer."""
+    env = isvc_env("enwiki-damaging", farm, demo_models)
+    model = start("editquality", env, containers, label="ores-upstream")
+    model.wait_ready("enwiki-damaging")
+    ores = start("ores", {"LIFTWING_URL": model.url}, containers)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:  # no model to wait for: KServe's liveness route, as the manifest's readiness probe
+        try:
+            if requests.get(f"{ores.url}/", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        assert ores.process.poll() is None and time.monotonic() < deadline, ores.log_tail()
+        time.sleep(0.3)
+    rev_id = wiki_entry(farm.manifest, "enwiki")["special"]["good_rev_id"]
+    response = requests.get(f"{ores.url}/v3/scores/enwiki/{rev_id}/damaging", timeout=120)
+    assert response.status_code == 200, response.text
+    assert response.json() == model.predict("enwiki-damaging", {"rev_ids": [rev_id]}).json()
+    assert "score" in response.json()["enwiki"]["scores"][str(rev_id)]["damaging"]
+
+
 # -- the test notices what an image lacks -------------------------------------------------------------
 
 

@@ -74,9 +74,9 @@ def test_the_strict_schema_catches_a_misspelt_field(manifests, crd_validator):
 
 
 def test_one_inference_service_per_row_in_its_namespace(manifests, rows):
-    assert len(manifests) == len(rows) == 111
+    assert len(manifests) == len(rows) + 1 == 112  # every row, and the ores API
     by_name = {m["metadata"]["name"]: m for m in manifests}
-    assert set(by_name) == {row.isvc for row in rows}
+    assert set(by_name) == {row.isvc for row in rows} | {"ores"}
     for row in rows:
         manifest = by_name[row.isvc]
         assert manifest["kind"] == "InferenceService"
@@ -115,6 +115,16 @@ def test_outlink_service_has_predictor_and_transformer(manifests):
     assert "STORAGE_URI" not in env(transformer) and env(transformer)["WIKI_URL"]
 
 
+def test_the_ores_api_calls_lift_wing_and_needs_no_model(manifests):
+    (ores,) = [m for m in manifests if m["metadata"]["name"] == "ores"]
+    assert ores["metadata"]["namespace"] == "ores"
+    (container,) = ores["spec"]["predictor"]["containers"]
+    assert container["image"].endswith("-ores:stable")
+    assert env(container) == {"LIFTWING_URL": Values.load().raw["ores"]["liftwing_url"]}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/"  # KServe's liveness route; no model
+    assert "serviceAccountName" not in ores["spec"]["predictor"]  # reads no model storage
+
+
 def test_every_image_pulled_is_a_variant_of_blubber_yaml(manifests):
     pulled = {c["image"].rsplit(":", 1)[0].split("/")[-1]
               for m in manifests for component in m["spec"].values() for c in component["containers"]}
@@ -137,10 +147,10 @@ def test_service_accounts_cover_every_namespace(rows):
     documents = list(yaml.safe_load_all(render(Values.load(), rows, with_service_accounts=True)))
     accounts = [d for d in documents if d["kind"] == "ServiceAccount"]
     assert {a["metadata"]["namespace"] for a in accounts} == {row.namespace for row in rows}
-    assert sum(d["kind"] == "InferenceService" for d in documents) == 111
+    assert sum(d["kind"] == "InferenceService" for d in documents) == 112
 
 
-def test_command_line_prints_111_inference_services():
+def test_command_line_prints_112_inference_services():
     result = subprocess.run([sys.executable, "-m", "deploy.render"], cwd=REPO_ROOT, capture_output=True,
                             text=True, check=True, timeout=120)
-    assert sum(line == "kind: InferenceService" for line in result.stdout.splitlines()) == 111
+    assert sum(line == "kind: InferenceService" for line in result.stdout.splitlines()) == 112

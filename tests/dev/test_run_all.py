@@ -114,3 +114,26 @@ def test_the_outlink_model_answers_events_and_both_v2_protocols(farm, run_all, g
         "rev_id") == page["rev_ids"][-1], "the outlink topic event")
     # make run names no stream: the outlink model's own production stream
     assert sent["meta"]["stream"] == "mediawiki.page_outlink_topic_prediction_change.v1"
+
+
+def test_ores_api_serves_every_wiki_of_the_table(farm, run_all):
+    """ORES's v3 API beside the KServe routes: every wiki is a context with its models, and one request
+    scores a revision with all of them."""
+    server, rows = run_all
+    expected: dict[str, set[str]] = {}
+    for row in rows:
+        if row.isvc != OUTLINK_ISVC:
+            expected.setdefault(row.dbname, set()).add(row.model_type)
+    contexts = requests.get(f"{server.url}/v3/scores/", timeout=60).json()
+    assert {context: set(doc["models"]) for context, doc in contexts.items()} == expected
+    for dbname, models in expected.items():
+        domain = next(row.domain for row in rows if row.dbname == dbname)
+        rev_id = recent_edit(farm, domain)
+        response = requests.get(f"{server.url}/v3/scores/{dbname}/{rev_id}/", timeout=120)
+        assert response.status_code == 200, (dbname, response.text)
+        entries = response.json()[dbname]["scores"][str(rev_id)]
+        assert set(entries) == models
+        errors = {model: entry["error"]["type"] for model, entry in entries.items() if "error" in entry}
+        # Wikidata's newest edit may be to a page only some of its models read (items vs properties)
+        only_content_model = set(errors.values()) == {"UnexpectedContentType"}
+        assert not errors or (dbname == "wikidatawiki" and only_content_model), (dbname, errors)

@@ -258,7 +258,7 @@ def test_an_event_for_another_wiki_is_a_400(revscoring_all, farm):
         ({"rev_id": -3}, "'rev_id' must be between"),
         ({"rev_id": 1, "extended_output": "yes"}, "'extended_output' must be a boolean"),
         ({"rev_id": 1, "model": "x"}, "Unknown field(s) 'model'"),
-        ({"rev_id": 1, "event": {}}, "exactly one of 'rev_id' or 'event'"),
+        ({"rev_id": 1, "event": {}}, "exactly one of 'rev_id', 'rev_ids' or 'event'"),
         ({"event": {"$schema": "/mediawiki/revision/tags-change/1.0.0"}}, "Unsupported event schema"),
         ([1, 2], "must be a JSON object"),
     ],

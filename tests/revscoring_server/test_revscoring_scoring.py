@@ -170,7 +170,7 @@ def test_model_loading_failures(tmp_path, tiny_models):
     with pytest.raises(ModelLoadError, match="could not be read as a revscoring model"):
         load_model(tmp_path / "corrupt.bin")
     (tmp_path / "dict.bin").write_bytes(pickle.dumps({"not": "a model"}))
-    with pytest.raises(ModelLoadError, match="dict.bin could not be read as a revscoring model"):
+    with pytest.raises(ModelLoadError, match="dict.bin holds a dict, not a revscoring classifier"):
         load_model(tmp_path / "dict.bin")
     compressed = tmp_path / "model.bin.bz2"
     compressed.write_bytes(bz2.compress(tiny_models["binary"].read_bytes()))
@@ -264,3 +264,61 @@ def test_page_creation_and_last_user_revision_come_from_the_prefetched_docs(tmp_
     features = entry["features"]
     assert features["feature.temporal.revision.page.creation.seconds_since"] == 86400
     assert features["feature.temporal.revision.user.last_revision.seconds_since"] == 3600
+
+
+def test_several_models_of_one_revision_share_one_solve_cache(tiny_models, monkeypatch):
+    calls = []
+
+    class RecordingExtractor(Extractor):
+        def extract(self, rev_ids, dependents, **kwargs):
+            calls.append((list(dependents), kwargs["cache"], set(kwargs["cache"])))
+            return super().extract(rev_ids, dependents, **kwargs)
+
+    monkeypatch.setattr(scoring, "Extractor", RecordingExtractor)
+    binary, multiclass = str(tiny_models["binary"]), str(tiny_models["multiclass"])
+    models = (("damaging", binary), ("articlequality", multiclass), ("goodfaith", binary))
+    entries = scoring.score_revision_models(scoring.RevisionJob(models, 101, edit_docs()))
+    assert list(entries) == ["damaging", "articlequality", "goodfaith"]
+    # goodfaith has damaging's features: all solved already, so it makes no extraction call of its own
+    assert len(calls) == 2
+    (first_features, first_cache, _), (second_features, second_cache, known_before) = calls
+    assert first_cache is second_cache  # revscoring memoizes every solved dependency in this dict
+    shared = set(first_features) & set(second_features)
+    assert shared and shared <= known_before  # computed once, for the first model; the second reads them
+    assert entries["goodfaith"] == entries["damaging"]
+
+
+def test_scoring_models_together_equals_scoring_them_one_by_one(tiny_models):
+    docs = edit_docs()
+    models = (
+        ("damaging", str(tiny_models["binary"])),
+        ("articlequality", str(tiny_models["multiclass"])),
+        ("drafttopic", str(tiny_models["multilabel"])),
+    )
+    together = scoring.score_revision_models(scoring.RevisionJob(models, 101, docs, True))
+    one_by_one = {name: score_revision(ScoreJob(path, name, 101, docs, True)) for name, path in models}
+    assert together == one_by_one
+
+
+@pytest.mark.parametrize(
+    "docs, error_type",
+    [
+        (lambda: edit_docs(parent=revision_doc(100, 0, None)), "TextDeleted"),
+        (lambda: edit_docs(rev=revision_doc(101, 100, NEW_TEXT, comment=None)), "CommentDeleted"),
+        (lambda: edit_docs(rev=revision_doc(101, 100, NEW_TEXT, user=None)), "UserDeleted"),
+        (lambda: edit_docs(parent=bad_revids_doc(100)), "RevisionNotFound"),
+    ],
+)
+def test_a_model_that_cannot_score_gets_an_ores_error_and_the_others_score(tiny_models, docs, error_type):
+    models = (("damaging", str(tiny_models["binary"])), ("articlequality", str(tiny_models["multiclass"])))
+    entries = scoring.score_revision_models(scoring.RevisionJob(models, 101, docs()))
+    assert entries["damaging"]["error"]["type"] == error_type
+    assert "revision 101" in entries["damaging"]["error"]["message"]
+    assert set(entries["articlequality"]) == {"score"}  # reads the revision's own text only
+
+
+def test_unscorable_revision_errors_survive_a_worker_process():
+    error = scoring.UnscorableRevision("TextDeleted", "The text of revision 5 is hidden.")
+    copy_ = pickle.loads(pickle.dumps(error))
+    assert (copy_.error_type, copy_.message, copy_.status) == ("TextDeleted", error.message, 400)
+    assert scoring.error_entry(copy_) == {"error": {"type": "TextDeleted", "message": error.message}}

@@ -18,8 +18,8 @@ ROWS = revscoring_rows()
 
 def test_the_shipped_table_is_the_seed_table():
     assert len(ROWS) == 110
-    shipped = {(s.isvc, s.model_type, s.dbname, s.domain) for s in load_services().values()}
-    assert shipped == {(r.isvc, r.model_type, r.dbname, r.domain) for r in ROWS}
+    shipped = {(s.isvc, s.model_type, s.dbname, s.domain, s.namespace) for s in load_services().values()}
+    assert shipped == {(r.isvc, r.model_type, r.dbname, r.domain, r.namespace) for r in ROWS}
     assert len(load_services()) == 110
 
 

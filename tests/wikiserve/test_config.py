@@ -40,6 +40,13 @@ BAD_VALUES: dict[str, list[str]] = {
     "REQUESTS_CA_BUNDLE": [],
     "EVENTGATE_TIMEOUT_S": ["0", "-1", "fast"],
     "MODEL_PATH": [],
+    "SCORE_CACHE_SIZE": ["-1", "many", "1.5"],
+    "SCORE_CACHE_TTL_S": ["0", "-60", "a day"],
+    "REDIS_URL": ["localhost:6379", "http://redis:6379"],
+    "REDIS_TIMEOUT_S": ["0", "-1", "quick"],
+    "LIFTWING_URL": ["lw:30443", "ftp://lw"],
+    "LIFTWING_HOST": [],
+    "LIFTWING_TIMEOUT_S": ["0", "-2", "soon"],
     "INFERENCE_NAME": [],
     "EXTRACTION_WORKERS": ["-1", "two", "1.5", "257"],
     "HEAVY_REVISION_BYTES": ["0", "-100", "150KB"],
@@ -70,6 +77,13 @@ GOOD_VALUES: dict[str, tuple[str, object]] = {
     "REQUESTS_CA_BUNDLE": ("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt"),
     "EVENTGATE_TIMEOUT_S": ("0.5", 0.5),
     "MODEL_PATH": ("/tmp/m.bin", "/tmp/m.bin"),
+    "SCORE_CACHE_SIZE": ("0", 0),
+    "SCORE_CACHE_TTL_S": ("60", 60.0),
+    "REDIS_URL": ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    "REDIS_TIMEOUT_S": ("0.5", 0.5),
+    "LIFTWING_URL": ("https://lw:30443", "https://lw:30443"),
+    "LIFTWING_HOST": ("{isvc}.example", "{isvc}.example"),
+    "LIFTWING_TIMEOUT_S": ("4", 4.0),
     "INFERENCE_NAME": ("enwiki-damaging", "enwiki-damaging"),
     "EXTRACTION_WORKERS": ("0", 0),
     "HEAVY_REVISION_BYTES": ("1234", 1234),
@@ -182,3 +196,13 @@ def test_server_settings_refuse_a_bad_value_with_a_value_error(name, value):
     """ServerSettings.from_env's callers catch ValueError: SettingsError must stay one."""
     with pytest.raises(ValueError, match=name):
         ServerSettings.from_env({name: value})
+
+
+def test_the_ores_images_lift_wing_endpoint():
+    default = ServerSettings.from_env({}).liftwing
+    assert (default.url, default.host, default.timeout_s) == (None, "{isvc}.{namespace}.wikimedia.org", 30.0)
+    env = {"LIFTWING_URL": "https://lw:30443", "LIFTWING_HOST": "{isvc}.example", "LIFTWING_TIMEOUT_S": "4"}
+    settings = ServerSettings.from_env(env).liftwing
+    assert (settings.url, settings.host, settings.timeout_s) == ("https://lw:30443", "{isvc}.example", 4.0)
+    with pytest.raises(ValueError, match="LIFTWING_TIMEOUT_S"):
+        ServerSettings.from_env({"LIFTWING_TIMEOUT_S": "soon"})

@@ -9,6 +9,7 @@ from wikiserve.validation import (
     parse_body,
     reject_unknown_fields,
     require_int,
+    require_rev_ids,
 )
 
 
@@ -85,3 +86,25 @@ def test_unknown_fields_and_exactly_one_of():
         exactly_one_of({"page_id": 3, "page_title": "A"}, "page_title", "page_id")
     with pytest.raises(InvalidRequest, match="neither"):
         exactly_one_of({}, "page_title", "page_id")
+
+
+def test_exactly_one_of_three_names_what_was_given():
+    assert exactly_one_of({"rev_ids": [1]}, "rev_id", "rev_ids", "event") == "rev_ids"
+    with pytest.raises(InvalidRequest, match="exactly one of 'rev_id', 'rev_ids' or 'event'; none was given"):
+        exactly_one_of({}, "rev_id", "rev_ids", "event")
+    with pytest.raises(InvalidRequest, match="'rev_id' and 'event' were given"):
+        exactly_one_of({"rev_id": 1, "event": {}}, "rev_id", "rev_ids", "event")
+
+
+def test_rev_ids_are_an_array_of_at_most_n_revision_ids():
+    assert require_rev_ids({"rev_ids": [3, 1, 3]}, 50) == [3, 1]  # duplicates once, order kept
+    assert require_rev_ids({"rev_ids": []}, 50) == []
+    for body, message in [
+        ({"rev_ids": 3}, "'rev_ids' must be an array"),
+        ({"rev_ids": [1, 2, 3]}, "'rev_ids' has 3 revision ids; at most 2"),
+        ({"rev_ids": [1, True]}, "'rev_ids\\[1\\]' must be an integer"),
+        ({"rev_ids": [1, None]}, "'rev_ids\\[1\\]' is required"),
+        ({"rev_ids": [0]}, "'rev_ids\\[0\\]' must be between 1"),
+    ]:
+        with pytest.raises(InvalidRequest, match=message):
+            require_rev_ids(body, 2)
