@@ -8,6 +8,8 @@
 #   make lint       ruff
 #   make manifests  render the KServe manifests
 #   make bench      the benchmark
+#   make image IMAGE=editquality   build one image as localhost/lift-wing/<name>:dev (podman)
+#   make images     build all six images
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -28,7 +30,7 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONSTRAINT PIP_REQUIREMENT
 
-.PHONY: help setup wiki models run test lint manifests bench nltk-data wheelhouse clean-venv
+.PHONY: help setup wiki models run test lint manifests bench nltk-data wheelhouse clean-venv image images
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -65,7 +67,7 @@ word2vec/.generated: dev/word_vectors.py $(wildcard dev/mediawiki_farm/fixtures/
 nltk-data: $(VENV)/.requirements
 	@$(PY) requirements/ensure_nltk_data.py
 
-# Wheels of every image's pins in .state/wheelhouse, so the image smoke tests install offline
+# Wheels of every image's pins in .state/wheelhouse, so the image builds install offline
 # (deploy/wheelhouse.py keeps its own hash stamp: a no-op while requirements are unchanged).
 wheelhouse: $(VENV)/.pth
 	$(PY) -m deploy.wheelhouse
@@ -91,6 +93,16 @@ manifests: setup
 
 bench: setup models
 	$(PY) -m benchmark
+
+# Local images (deploy/containers.py): the project's own podman configuration and storage under .state/,
+# the base built locally under the production name when missing, then the image; podman's layer cache
+# makes a repeated build take seconds.
+image: setup
+	@test -n "$(IMAGE)" || { echo "usage: make image IMAGE=<name> (see deploy/images.py)" >&2; exit 2; }
+	$(PY) -m deploy.containers build $(IMAGE)
+
+images: setup
+	$(PY) -m deploy.containers build --all
 
 clean-venv:
 	rm -rf $(VENV) $(STAMPS)
