@@ -9,7 +9,7 @@ Nothing machine-wide is configured: podman reads the project's own `containers.c
 (written under `.state/containers/` on every call, through CONTAINERS_CONF / CONTAINERS_STORAGE_CONF), so
 images and layers live in `.state/containers/storage`. The settings this machine needs (measured):
 - runtime `runc`: Debian's default `crun` fails here ("cgroups in hybrid mode not supported");
-- default ulimits equal to the current hard limits: the runtime cannot raise rlimits above them (no
+- default ulimits no higher than the current hard limits: the runtime cannot raise rlimits (no
   CAP_SYS_RESOURCE), and podman's defaults ask for more;
 - cgroupfs and a file events log: there is no systemd session to talk to.
 
@@ -51,13 +51,20 @@ deb http://deb.debian.org/debian-security {DEBIAN_SUITE}-security main
 """
 
 
-def hard_limit(kind: int) -> str:
+# Measured: runc here could set nproc 32768 but not the reported hard limit (96363), so the limit a
+# container asks for is the smaller of the two.
+NPROC_CAP = 32768
+
+
+def hard_limit(kind: int, cap: int | None = None) -> str:
     limit = resource.getrlimit(kind)[1]
+    if cap is not None and (limit == resource.RLIM_INFINITY or limit > cap):
+        return str(cap)
     return "-1" if limit == resource.RLIM_INFINITY else str(limit)
 
 
 def containers_conf() -> str:
-    nofile, nproc = hard_limit(resource.RLIMIT_NOFILE), hard_limit(resource.RLIMIT_NPROC)
+    nofile, nproc = hard_limit(resource.RLIMIT_NOFILE), hard_limit(resource.RLIMIT_NPROC, NPROC_CAP)
     return f"""\
 # Written by deploy/containers.py on every call (the ulimits follow the current hard limits).
 [containers]
@@ -149,8 +156,10 @@ def ensure_base(log=print) -> bool:
     return True
 
 
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard-links `source` into `target` (same file system: no copying), skipping bytecode caches."""
+def _link_tree(source: Path, target: Path, hard_links: bool = False) -> None:
+    """Copies `source` into `target`, skipping bytecode caches. `hard_links` only for our own generated
+    folders (the wheelhouse): a hard link raises the link count of the source file too, and NLTK refuses
+    to open multiply-linked corpus files, so data read by others is always copied."""
     for path in sorted(source.rglob("*")):
         if "__pycache__" in path.parts or path.suffix == ".pyc":
             continue
@@ -159,10 +168,13 @@ def _link_tree(source: Path, target: Path) -> None:
             destination.mkdir(parents=True, exist_ok=True)
         elif path.is_file():
             destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(path, destination)
-            except OSError:
-                shutil.copy2(path, destination)
+            if hard_links:
+                try:
+                    os.link(path, destination)
+                    continue
+                except OSError:
+                    pass
+            shutil.copy2(path, destination)
 
 
 def nltk_corpus_folder(corpus: str) -> Path:
@@ -171,7 +183,11 @@ def nltk_corpus_folder(corpus: str) -> Path:
 
     if (Path(sys.prefix) / "nltk_data").as_posix() not in nltk.data.path:
         nltk.data.path.append((Path(sys.prefix) / "nltk_data").as_posix())
-    found = nltk.data.find(f"corpora/{corpus}")
+    try:
+        found = nltk.data.find(f"corpora/{corpus}")
+    except LookupError:
+        raise RuntimeError(f"NLTK corpus {corpus} not found: run `make setup` (offline, with NLTK_DATA set to "
+                           "a folder that has it, e.g. ../shared/nltk_data)") from None
     path = Path(str(found).removesuffix(".zip"))
     if not path.is_dir():
         raise RuntimeError(f"NLTK corpus {corpus} is only a zip at {found}: run `make setup`")
@@ -179,7 +195,7 @@ def nltk_corpus_folder(corpus: str) -> Path:
 
 
 def stage_context(specs: Sequence[ImageSpec], context: Path = CONTEXT) -> Path:
-    """The build context: only what the build files read. Rebuilt each time (hard links, ~1 s); podman
+    """The build context: only what the build files read. Rebuilt each time (a few seconds); podman
     hashes what COPY reads, so unchanged files keep their cached layers."""
     if not (WHEELHOUSE / ".stamp").exists():
         raise RuntimeError("no wheelhouse: run `make setup` (python -m deploy.wheelhouse)")
@@ -189,7 +205,7 @@ def stage_context(specs: Sequence[ImageSpec], context: Path = CONTEXT) -> Path:
     sources = {source for spec in specs for source in spec.sources}
     for source in sorted(sources) + ["requirements", "deploy"]:
         _link_tree(REPO_ROOT / source, context / source)
-    _link_tree(WHEELHOUSE, context / containerfile.CONTEXT_WHEELHOUSE)
+    _link_tree(WHEELHOUSE, context / containerfile.CONTEXT_WHEELHOUSE, hard_links=True)
     for corpus in sorted({corpus for spec in specs for corpus in spec.nltk_corpora}):
         _link_tree(nltk_corpus_folder(corpus), context / containerfile.CONTEXT_NLTK_DATA / "corpora" / corpus)
     if any(spec.word_vectors for spec in specs):
