@@ -74,9 +74,9 @@ def shared_apt_groups(spec: ImageSpec) -> list[list[str]]:
 
 def users() -> str:
     (lives, lives_id), (runs, runs_id) = LIVES_AS, RUNS_AS
-    return (f"RUN groupadd --gid {lives_id} {lives} && useradd --uid {lives_id} --gid {lives_id} --create-home "
-            f"{lives} && groupadd --gid {runs_id} {runs} && useradd --uid {runs_id} --gid {runs_id} "
-            f"--create-home {runs}")
+    return (f"RUN groupadd --gid {lives_id} {lives} && useradd --uid {lives_id} --gid {lives_id} "
+            f"--create-home {lives} && groupadd --gid {runs_id} {runs} && useradd --uid {runs_id} "
+            f"--gid {runs_id} --create-home {runs}")
 
 
 def pip_install(requirement: str) -> str:
@@ -93,8 +93,8 @@ def python_steps(spec: ImageSpec) -> list[str]:
     """The venv, then each requirement file (copied where Blubber copies it: under lives.in) installed in
     include order; constraints.txt is copied with the first file and applies through each file's `-c`."""
     owner = LIVES_AS[0]
-    steps = [f"RUN install -d -o {owner} -g {owner} {LIVES_IN} {VENV}", f"USER {owner}", f"WORKDIR {LIVES_IN}",
-             f"RUN python3 -m venv {VENV}"]
+    steps = [f"RUN install -d -o {owner} -g {owner} {LIVES_IN} {VENV}", f"USER {owner}",
+             f"WORKDIR {LIVES_IN}", f"RUN python3 -m venv {VENV}"]
     constraints = [f for f in images.requirement_closure(spec.requirements) if f.endswith("constraints.txt")]
     copied: set[str] = set()
     for requirement in [BOOTSTRAP_REQUIREMENTS, *images.install_order(spec.requirements)]:
@@ -107,8 +107,10 @@ def python_steps(spec: ImageSpec) -> list[str]:
 
 
 def nltk_steps(spec: ImageSpec) -> list[str]:
-    """Blubber runs NLTK's downloader; here the same corpora are copied from the staged context."""
-    return [f"COPY {chown()} {CONTEXT_NLTK_DATA}/corpora/{corpus} {NLTK_DATA}/corpora/{corpus}"
+    """Blubber runs NLTK's downloader; here the same corpora are copied from the staged context, owned
+    by root: the pinned NLTK refuses a data folder owned by an account other than root or the one
+    running it (so `lives.as`-owned corpora, as Blubber's builder leaves them, stop the server)."""
+    return [f"COPY {CONTEXT_NLTK_DATA}/corpora/{corpus} {NLTK_DATA}/corpora/{corpus}"
             for corpus in spec.nltk_corpora]
 
 
@@ -130,9 +132,10 @@ def word_vector_steps(spec: ImageSpec) -> list[str]:
     names = word_vector_files()
     mounts = (f"--mount=type=bind,source={CONTEXT_WORD2VEC},target={WORD2VEC_MOUNT} "
               f"--mount=type=bind,source=deploy,target={TOOLS_MOUNT}")
-    command = [VENV_PYTHON, f"{TOOLS_MOUNT}/fetch_word_vectors.py", "--verify", "--dest", WORD2VEC_DIR, *names]
-    return [f"RUN {mounts} VECTORS_DIGEST={word_vectors_digest(names)} WORD2VEC_BASE_URL=file://{WORD2VEC_MOUNT} "
-            + shlex.join(command)]
+    command = [VENV_PYTHON, f"{TOOLS_MOUNT}/fetch_word_vectors.py", "--verify", "--dest", WORD2VEC_DIR,
+               *names]
+    variables = f"VECTORS_DIGEST={word_vectors_digest(names)} WORD2VEC_BASE_URL=file://{WORD2VEC_MOUNT}"
+    return [f"RUN {mounts} {variables} {shlex.join(command)}"]
 
 
 def copy_steps(spec: ImageSpec) -> list[str]:

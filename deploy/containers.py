@@ -22,6 +22,7 @@ through podman's layer cache.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import resource
 import shutil
@@ -29,8 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from deploy import containerfile, images
 from deploy.images import BASE_IMAGE, IMAGES, ImageSpec
@@ -132,7 +134,7 @@ def image_exists(tag: str) -> bool:
     return run_engine(["image", "inspect", tag], check=False, capture=True).returncode == 0
 
 
-def ensure_base(log=print) -> bool:
+def ensure_base(log: Callable[[str], None] = print) -> bool:
     """The local base image under the production name; returns False when it existed already."""
     if image_exists(BASE_IMAGE):
         return False
@@ -186,8 +188,8 @@ def nltk_corpus_folder(corpus: str) -> Path:
     try:
         found = nltk.data.find(f"corpora/{corpus}")
     except LookupError:
-        raise RuntimeError(f"NLTK corpus {corpus} not found: run `make setup` (offline, with NLTK_DATA set to "
-                           "a folder that has it, e.g. ../shared/nltk_data)") from None
+        raise RuntimeError(f"NLTK corpus {corpus} not found: run `make setup` (offline, with NLTK_DATA "
+                           "set to a folder that has it, e.g. ../shared/nltk_data)") from None
     path = Path(str(found).removesuffix(".zip"))
     if not path.is_dir():
         raise RuntimeError(f"NLTK corpus {corpus} is only a zip at {found}: run `make setup`")
@@ -215,30 +217,76 @@ def stage_context(specs: Sequence[ImageSpec], context: Path = CONTEXT) -> Path:
     return context
 
 
-def build(spec: ImageSpec, context: Path, log=print) -> float:
+def image_id(tag: str) -> str | None:
+    result = run_engine(["image", "inspect", "--format", "{{.Id}}", tag], check=False, capture=True)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _digest_tree(digest: Any, path: Path) -> None:
+    for item in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if item.is_file() and "__pycache__" not in item.parts and item.suffix != ".pyc":
+            digest.update(item.relative_to(REPO_ROOT if item.is_relative_to(REPO_ROOT) else path.parent)
+                          .as_posix().encode() + b"\0" + item.read_bytes() + b"\0")
+
+
+def build_digest(spec: ImageSpec, text: str) -> str:
+    """What a build of `spec` reads: its build file (which names the vectors' digest), the files it
+    copies, the NLTK corpora and the wheelhouse's requirement hash. Equal digest + same image: skip."""
+    digest = hashlib.sha256(text.encode())
+    for source in [*spec.sources, "requirements"]:
+        _digest_tree(digest, REPO_ROOT / source)
+    for corpus in spec.nltk_corpora:
+        _digest_tree(digest, nltk_corpus_folder(corpus))
+    stamp = WHEELHOUSE / ".stamp"
+    digest.update(stamp.read_bytes() if stamp.exists() else b"no wheelhouse")
+    return digest.hexdigest()
+
+
+def up_to_date(spec: ImageSpec, digest: str) -> bool:
+    recorded = IMAGES_STATE / f"{spec.name}.built"
+    current = image_id(images.local_tag(spec.name))
+    return current is not None and recorded.exists() and recorded.read_text().split() == [digest, current]
+
+
+def build(spec: ImageSpec, context: Path, text: str, digest: str,
+          log: Callable[[str], None] = print) -> float:
     """Builds `spec` as localhost/lift-wing/<name>:dev; returns the seconds it took."""
-    text = containerfile.render(spec)
-    IMAGES_STATE.mkdir(parents=True, exist_ok=True)
-    (IMAGES_STATE / f"{spec.name}.Containerfile").write_text(text)
     started = time.monotonic()
     args = ["build", "--layers", "--network=host", "-t", images.local_tag(spec.name), "-f", "-", str(context)]
     if engine() == "podman":
         args.insert(1, "--quiet")
     run_engine(args, input_text=text, capture=False)
     took = time.monotonic() - started
+    (IMAGES_STATE / f"{spec.name}.built").write_text(f"{digest} {image_id(images.local_tag(spec.name))}\n")
     log(f"image {images.local_tag(spec.name)}: built in {took:.0f} s")
     return took
 
 
-def build_images(names: Sequence[str], log=print) -> dict[str, float]:
+def build_images(names: Sequence[str], log: Callable[[str], None] = print) -> dict[str, float]:
+    """Builds the named images that changed since their last build; image name -> seconds (0: skipped)."""
     specs = [images.image(name) for name in names]
     ensure_base(log)
-    context = stage_context(specs)
-    return {spec.name: build(spec, context, log) for spec in specs}
+    IMAGES_STATE.mkdir(parents=True, exist_ok=True)
+    plans = []
+    for spec in specs:
+        text = containerfile.render(spec)
+        (IMAGES_STATE / f"{spec.name}.Containerfile").write_text(text)
+        plans.append((spec, text, build_digest(spec, text)))
+    todo = [(spec, text, digest) for spec, text, digest in plans if not up_to_date(spec, digest)]
+    for spec, _, _ in plans:
+        if spec not in [item[0] for item in todo]:
+            log(f"image {images.local_tag(spec.name)}: up to date")
+    took = {spec.name: 0.0 for spec in specs}
+    if todo:
+        context = stage_context([spec for spec, _, _ in todo])
+        for spec, text, digest in todo:
+            took[spec.name] = build(spec, context, text, digest, log)
+    return took
 
 
 def run_in_base(command: Sequence[str], repo: Path = REPO_ROOT, mount_at: str = "/src",
-                extra_args: Sequence[str] = (), timeout_s: float | None = None) -> subprocess.CompletedProcess:
+                extra_args: Sequence[str] = (),
+                timeout_s: float | None = None) -> subprocess.CompletedProcess:
     """Runs `command` as root in a fresh, throw-away container of the local base image (a pristine Debian
     bookworm, as the production base), with `repo` mounted read-only at `mount_at` and the host's
     network (Debian's mirror and PyPI; outbound TLS needs the host's CA bundle, also mounted read-only at
@@ -264,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "env":
         env = podman_env()
-        print(f"export CONTAINERS_CONF={env['CONTAINERS_CONF']} CONTAINERS_STORAGE_CONF={env['CONTAINERS_STORAGE_CONF']}")
+        names = ("CONTAINERS_CONF", "CONTAINERS_STORAGE_CONF")
+        print(" ".join(["export", *(f"{name}={env[name]}" for name in names)]))
         return 0
     if args.command == "base":
         print(f"base {BASE_IMAGE}: " + ("built" if ensure_base() else "up to date"))

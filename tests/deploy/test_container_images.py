@@ -137,7 +137,8 @@ def probabilities(node) -> Iterator[dict]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("image", sorted(SERVES))
-def test_revscoring_image_runs_as_production_runs_it(image, built_images, farm, mediawiki, demo_models, started):
+def test_revscoring_image_runs_as_production_runs_it(image, built_images, farm, mediawiki, demo_models,
+                                                     started):
     isvc = SERVES[image]
     container, env, memory = run(image, isvc, demo_models, started, from_container(mediawiki.url))
     STARTUP_TIMES[image] = container.wait_ready(isvc)

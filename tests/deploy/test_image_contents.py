@@ -126,3 +126,15 @@ def test_python_distributions_are_the_requirements_and_their_dependencies(spec, 
     pinned = pins()
     assert {name: version for name, version in installed.items() if pinned.get(name) != version} == {}
     assert not {"pytest", "ruff", "tox"} & set(installed)  # test tools stay out of production images
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_images_whose_requirements_pip_compiles_online_have_a_compiler(spec, built_images):
+    # wheels pip had to build here (no PyPI wheel for the pin) are compiled in Blubber's online build
+    wheelhouse = REPO_ROOT / ".state" / "wheelhouse"
+    built_here = {canonicalize_name(p.name.split("-")[0]) for p in wheelhouse.glob("*-linux_x86_64.whl")}
+    assert built_here <= set(images.SOURCE_BUILT)
+    installed = set(installed_distributions(images.local_tag(spec.name)))
+    assert installed & set(images.SOURCE_BUILT) == set(spec.compiled)
+    assert (set(images.COMPILER_APT) <= set(images.apt_packages(spec))) == bool(spec.compiled)
