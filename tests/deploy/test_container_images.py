@@ -1,7 +1,7 @@
 """Every image, built for real (podman, from the generated build files) and run as production runs it.
 
-The images are built once per session (`built_images`; podman's layer cache makes a rebuild of unchanged
-images take seconds). Each test runs an image's container with its manifest's settings (container_runner)
+The images are built once per session (`built_images`, tests/deploy/conftest.py; unchanged images are
+skipped in seconds). Each test runs an image's container with its manifest's settings (container_runner)
 against the local MediaWiki farm and checks: non-root, read-only root with only /tmp writable, the model
 read-only at /mnt/models, the manifest's environment and memory limit, ready, one real prediction, a 4xx
 for a bad request, and on `podman stop` a drained in-flight request and exit code 0.
@@ -21,7 +21,7 @@ import pytest
 from container_runner import Container, from_container, manifest_container, memory_bytes
 from testkit.faulty_mediawiki import FaultyMediaWiki
 
-from deploy import containers, images
+from deploy import images
 from deploy.seed_table import load_rows
 
 # One inference service per revscoring image: the one its container serves in the test.
@@ -34,12 +34,6 @@ SERVES = {
 OUTLINK = "outlink-topic-model"
 DRAIN_DELAY_S = 3.0  # how long the proxy holds the in-flight request's MediaWiki call
 STARTUP_TIMES: dict[str, float] = {}
-
-
-@pytest.fixture(scope="session")
-def built_images() -> dict[str, float]:
-    """All images of deploy/images.py, built once per session: image name -> build seconds."""
-    return containers.build_images([spec.name for spec in images.IMAGES])
 
 
 @pytest.fixture

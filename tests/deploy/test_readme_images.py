@@ -44,8 +44,8 @@ def test_readme_commands_build_run_and_score_as_written(built_images, farm):
     finally:
         podman("rm", "-f", "lift-wing-editquality", check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    # the curl's answer is the one JSON line of the output
-    (answer,) = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    # the curl's answer is the one JSON document of the output (curl prints no newline after it)
+    answer, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index('{"'):])
     score = answer["enwiki"]["scores"]["73"]["damaging"]["score"]
     assert isinstance(score["prediction"], bool)
     assert abs(sum(score["probability"].values()) - 1.0) < 1e-6
