@@ -1,6 +1,7 @@
 # The project's commands. Every target does its own set-up and skips what is already done
 # (stamp files under .state/setup and .venv), so running one twice costs seconds.
 #   make setup      Debian packages, .venv, NLTK data, word vectors, image wheelhouse
+#   make venv       Debian packages and .venv only (what lint and manifests need)
 #   make wiki       the local MediaWiki farm on http://127.0.0.1:8180 (foreground)
 #   make models     demo models for every inference service -> models/<isvc>/model.bin
 #   make run        every inference service in one process on :8080
@@ -10,6 +11,8 @@
 #   make bench      the benchmark
 #   make image IMAGE=editquality   build one image as localhost/lift-wing/<name>:dev (podman)
 #   make images     build all six images
+#   make prodstack  the production stack as a reference venv, and binaries made with it (for the tests)
+#   make fresh-check  the README's set-up from a fresh clone with no cache (CI runs it)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -30,12 +33,21 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONSTRAINT PIP_REQUIREMENT
 
-.PHONY: help setup wiki models run test lint manifests bench nltk-data wheelhouse clean-venv image images
+# NLTK_DATA names where offline corpora come from (../shared/nltk_data in CI). The set-up copies them into
+# .venv/nltk_data, on NLTK's default path, and every command runs without NLTK_DATA: nltk 3.10 refuses
+# corpus files that have several hard links, which such shared copies have.
+export NLTK_SOURCE := $(NLTK_DATA)
+unexport NLTK_DATA
+
+.PHONY: help setup venv wiki models run test lint manifests bench prodstack fresh-check nltk-data wheelhouse \
+	clean-venv image images
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
 
-setup: $(STAMPS)/apt $(VENV)/.requirements $(VENV)/.pth word2vec/.generated nltk-data wheelhouse
+setup: venv word2vec/.generated nltk-data wheelhouse
+
+venv: $(STAMPS)/apt $(VENV)/.pth
 
 # Debian packages: install-apt.sh itself runs apt-get only for missing packages.
 $(STAMPS)/apt: $(APT_LISTS)
@@ -63,7 +75,7 @@ word2vec/.generated: dev/word_vectors.py $(wildcard dev/mediawiki_farm/fixtures/
 	$(PY) -m dev.word_vectors --force
 	touch $@
 
-# Cheap check each time: NLTK_DATA may point somewhere else than last time.
+# Cheap check each time: a no-op once the corpora are in the venv.
 nltk-data: $(VENV)/.requirements
 	@$(PY) requirements/ensure_nltk_data.py
 
@@ -81,14 +93,23 @@ models: setup
 run: setup models
 	$(PY) -m dev.run_all
 
+# The production stack (scikit-learn 1.0.2, ...) in .state/prodstack: the tests' reference for production
+# binaries (dev/prodstack/README.md); a no-op while its inputs are unchanged.
+prodstack: venv nltk-data
+	$(PY) -m dev.prodstack
+
 # pytest's own exit code is make's: "no tests collected" (5) fails too.
-test: setup models
+test: setup models prodstack
 	$(PY) -m pytest
 
-lint: setup
+# `make setup` and `make manifests` in a fresh clone of HEAD, with no pip cache and a clean environment.
+fresh-check: venv
+	$(PY) -m dev.fresh_clone
+
+lint: venv
 	$(PY) -m ruff check .
 
-manifests: setup
+manifests: venv
 	$(PY) -m deploy.render
 
 bench: setup models

@@ -96,7 +96,7 @@ def environment(spec: ImageSpec) -> dict[str, str]:
     env = {"PYTHONPATH": ":".join(spec.python_path), "PYTHONUNBUFFERED": "1"}
     if spec.nltk_corpora:
         env["NLTK_DATA"] = NLTK_DATA
-    return env
+    return env | dict(spec.environment)
 
 
 def variant(spec: ImageSpec) -> dict[str, Any]:

@@ -30,6 +30,7 @@ LIVES_AS = ("somebody", 65533)
 RUNS_AS = ("runuser", 900)
 BOOTSTRAP_REQUIREMENTS = "requirements/bootstrap.txt"  # pip, setuptools, wheel: installed before anything
 LOCAL_TAG = "localhost/lift-wing/{name}:dev"  # what `make image IMAGE=<name>` tags the local build
+GRPC_PORT = 8081  # KServe's default port for its V2 gRPC protocol (the outlink predictor serves it)
 
 SHARED_CORE = "python/wikiserve"
 REVSCORING_SOURCES = (SHARED_CORE, "revscoring/revscoring_server")
@@ -60,6 +61,7 @@ class ImageSpec:
     word_vectors: bool  # downloads the topic word vectors at build time
     nltk_corpora: tuple[str, ...]  # NLTK corpora downloaded at build time (revscoring's language modules)
     compiled: tuple[str, ...] = ()  # requirements pip builds from source (see SOURCE_BUILT)
+    environment: tuple[tuple[str, str], ...] = ()  # settings the image starts with (a manifest may override)
 
     @property
     def requirement_files(self) -> list[str]:
@@ -81,7 +83,8 @@ def _revscoring(name: str, word_vectors: bool = False, extra_corpora: tuple[str,
     )
 
 
-def _outlink(name: str, module: str, compiled: tuple[str, ...] = ()) -> ImageSpec:
+def _outlink(name: str, module: str, compiled: tuple[str, ...] = (),
+             environment: tuple[tuple[str, str], ...] = ()) -> ImageSpec:
     return ImageSpec(
         name=name,
         requirements=f"requirements/{name}.txt",
@@ -92,6 +95,7 @@ def _outlink(name: str, module: str, compiled: tuple[str, ...] = ()) -> ImageSpe
         word_vectors=False,
         nltk_corpora=(),
         compiled=compiled,
+        environment=environment,
     )
 
 
@@ -101,7 +105,8 @@ IMAGES: tuple[ImageSpec, ...] = (
     # draftquality.feature_lists.enwiki scores sentiment with NLTK's SentiWordNet (over WordNet)
     _revscoring("draftquality", extra_corpora=("wordnet", "sentiwordnet")),
     _revscoring("topic", word_vectors=True),
-    _outlink("outlink", "outlink_server.predictor", compiled=("fasttext",)),
+    _outlink("outlink", "outlink_server.predictor", compiled=("fasttext",),
+             environment=(("GRPC_PORT", str(GRPC_PORT)),)),
     _outlink("outlink-transformer", "outlink_server.transformer"),
 )
 

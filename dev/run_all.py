@@ -1,6 +1,8 @@
 """`make run`: every inference service of the seed table in one process on http://127.0.0.1:8080.
 
 Reads MediaWiki at `WIKI_URL` when set; otherwise starts the local farm and stops it again on exit.
+KServe's V2 gRPC protocol is served on `GRPC_PORT` (default 8081, as in the outlink predictor's image;
+0 turns it off).
 Ctrl-C or SIGTERM drains in-flight requests, stops the server, then the farm.
 """
 
@@ -21,6 +23,7 @@ from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.server import serve
 
 logger = logging.getLogger("dev.run_all")
+DEFAULT_GRPC_PORT = 8081  # KServe's
 
 
 def build_models(
@@ -44,6 +47,8 @@ def build_models(
 
 def main() -> None:
     settings = ServerSettings.from_env(os.environ)
+    if "GRPC_PORT" not in os.environ:
+        settings = replace(settings, grpc_port=DEFAULT_GRPC_PORT)
     models_dir = Path(os.environ.get("MODELS_DIR", REPO_ROOT / "models"))
     with contextlib.ExitStack() as stack:
         if not settings.mediawiki.url:

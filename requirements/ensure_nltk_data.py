@@ -1,12 +1,16 @@
-"""Makes sure the NLTK corpora revscoring and the model packages read are findable.
+"""Puts the NLTK corpora revscoring and the model packages read into `<venv>/nltk_data` (NLTK's default path).
 
-- `stopwords` (revscoring's language modules load it at import): with NLTK_DATA set, that path is used
-  as is and only checked; without it, NLTK's own downloader fetches the corpus when it is missing.
-- `wordnet` and `sentiwordnet` (draftquality's enwiki sentiment features): found or downloaded the same
-  way; offline, stand-ins go to `<venv>/nltk_data` (on NLTK's default search path, whatever NLTK_DATA
-  says): WordNet 3.0 itself from Debian's `wordnet-base`, and a small demo SentiWordNet lexicon
-  (a few dozen clearly positive/negative words; the real file is not available offline). Production
-  images download the real corpora at build time.
+Every project command runs without NLTK_DATA (the Makefile unexports it): the corpora live in the venv as
+regular files of their own. nltk 3.10 refuses corpus files with more than one hard link (CWE-59 guard), and
+offline copies such as ../shared/nltk_data are laid out with hard links, so they are copied, never read in
+place.
+
+- `stopwords` (revscoring's language modules load it at import): copied from NLTK_SOURCE (the caller's
+  NLTK_DATA, passed on by the Makefile) when that has it, else fetched with NLTK's downloader.
+- `wordnet` and `sentiwordnet` (draftquality's enwiki sentiment features): the same way; offline, stand-ins:
+  WordNet 3.0 itself from Debian's `wordnet-base`, and a small demo SentiWordNet lexicon (a few dozen
+  clearly positive/negative words; the real file is not available offline). Production images download
+  the real corpora at build time.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 
 import nltk
 
+SOURCE = os.environ.get("NLTK_SOURCE", "")  # folders (os.pathsep) the caller's corpora can be copied from
 REQUIRED = ("stopwords",)
 SENTIMENT = ("wordnet", "sentiwordnet")
 DEBIAN_WORDNET = Path("/usr/share/wordnet")  # Debian package wordnet-base
@@ -41,18 +46,26 @@ DEMO_NEGATIVE = ("bad stupid terrible hate worst idiot awful ugly liar fraud evi
 
 
 def corpus_present(name: str) -> bool:
-    try:
-        nltk.data.find(f"corpora/{name}")
-    except LookupError:
-        return False
-    return True
+    return (LOCAL_DATA / "corpora" / name).is_dir()
+
+
+def copy_from_source(name: str) -> bool:
+    """Copies corpus `name` from NLTK_SOURCE into the venv: new files, one link each."""
+    for folder in filter(None, SOURCE.split(os.pathsep)):
+        source = Path(folder) / "corpora" / name
+        if source.is_dir():
+            shutil.copytree(source, LOCAL_DATA / "corpora" / name, copy_function=shutil.copyfile)
+            return True
+    return False
 
 
 def fetch(name: str) -> bool:
-    """Downloads `name` with NLTK's downloader, only when NLTK_DATA is unset (then it is ours to fill)."""
-    if os.environ.get("NLTK_DATA"):
-        return False
-    return bool(nltk.download(name, quiet=True)) and corpus_present(name)
+    """NLTK's downloader, into the venv (fails fast offline)."""
+    return bool(nltk.download(name, download_dir=str(LOCAL_DATA), quiet=True)) and corpus_present(name)
+
+
+def provide(name: str) -> bool:
+    return corpus_present(name) or copy_from_source(name) or fetch(name)
 
 
 def write_wordnet_standin(target: Path) -> None:
@@ -85,27 +98,33 @@ def write_sentiwordnet_standin(target: Path) -> None:
 
 
 def ensure_sentiment_corpora() -> None:
-    if LOCAL_DATA.as_posix() not in nltk.data.path:
-        nltk.data.path.append(LOCAL_DATA.as_posix())
-    if not corpus_present("wordnet") and not fetch("wordnet"):
+    if not provide("wordnet"):
         write_wordnet_standin(LOCAL_DATA / "corpora" / "wordnet")
-    if not corpus_present("sentiwordnet") and not fetch("sentiwordnet"):
+    if not provide("sentiwordnet"):
         write_sentiwordnet_standin(LOCAL_DATA / "corpora" / "sentiwordnet")
 
 
+def readable() -> bool:
+    """Reads a stopword list the way revscoring's language modules do (NLTK's own path checks included)."""
+    from nltk.corpus import stopwords
+
+    return "the" in stopwords.words("english")
+
+
 def main() -> int:
+    nltk.data.path.insert(0, LOCAL_DATA.as_posix())
     for name in REQUIRED:
-        if not corpus_present(name) and not fetch(name):
-            where = os.environ.get("NLTK_DATA", "NLTK's default locations")
-            print(f"NLTK corpus {name!r} not found in {where} and not downloadable; offline, set NLTK_DATA "
-                  "to a folder that has it (../shared/nltk_data)", file=sys.stderr)
+        if not provide(name):
+            print(f"NLTK corpus {name!r} not found in NLTK_DATA ({SOURCE or 'unset'}) and not downloadable; "
+                  "offline, set NLTK_DATA to a folder that has it (../shared/nltk_data)", file=sys.stderr)
             return 1
     ensure_sentiment_corpora()
     missing = [name for name in SENTIMENT if not corpus_present(name)]
-    if missing:
-        print(f"NLTK corpora {missing} could not be provided", file=sys.stderr)
+    if missing or not readable():
+        print(f"NLTK corpora in {LOCAL_DATA} are incomplete or unreadable (missing: {missing})",
+              file=sys.stderr)
         return 1
-    print("nltk: " + ", ".join(REQUIRED + SENTIMENT) + " present")
+    print(f"nltk: {', '.join(REQUIRED + SENTIMENT)} present in {LOCAL_DATA}")
     return 0
 
 

@@ -39,3 +39,13 @@ def demo_models() -> Path:
     if missing:
         pytest.fail(f"Demo models are missing ({missing[0]}): run `make models` (make test does it for you).")
     return MODELS_DIR
+
+
+@pytest.fixture(scope="session")
+def event_receiver() -> Iterator[object]:
+    """A local stand-in for EventGate recording the events the servers post (see testkit.event_receiver)."""
+    from testkit.event_receiver import EventReceiver
+
+    receiver = EventReceiver()
+    yield receiver
+    receiver.close()

@@ -40,7 +40,12 @@ class TopicModel:
         self._prefix_length = len(prefix)
 
     def scores(self, features: str) -> list[tuple[str, float]]:
-        """Every topic's probability for space-separated Q-ids (the caller ensures there is no newline)."""
+        """Every topic's probability for space-separated Q-ids (the caller ensures there is no newline).
+
+        No Q-ids (a page without outlinks) gives no topics, without asking fastText: it would list every
+        topic with probability 0, which says nothing about the page."""
+        if not features:
+            return []
         labels, probabilities = self._model.predict(features, k=-1, threshold=0.0)
         cut = self._prefix_length
         pairs = zip(labels, probabilities, strict=True)

@@ -2,6 +2,7 @@
 
 Outlinks are the page's links to existing articles (namespace 0), redirects followed, each mapped to its
 `wikibase_item` page prop; links to pages without an item do not count. At most `max_outlinks` are kept.
+A page (or revision) without any is an answer, not an error: its list is empty.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ QID = re.compile(r"Q[1-9][0-9]*")  # the predictor accepts nothing else in featu
 
 async def fetch_outlinks(client: MediaWikiClient, request: OutlinkRequest,
                          settings: OutlinkSettings) -> list[str]:
-    """The Q-ids of the page's (or revision's) outlinks, ordered by linked title; raises InvalidRequest when
-    the page or revision does not exist or has no outlinks with an item."""
+    """The Q-ids of the page's (or revision's) outlinks, ordered by linked title (empty when it links to no
+    article with an item); raises InvalidRequest when the page or revision does not exist."""
     if request.revision_id is not None:
         return await _revision_outlinks(client, request, settings)
     return await _current_outlinks(client, request, settings)
@@ -55,7 +56,7 @@ async def _current_outlinks(client: MediaWikiClient, request: OutlinkRequest,
             if len(qid_of) >= settings.max_outlinks:
                 break
     if not qid_of:
-        await _explain_no_outlinks(client, request)
+        await _check_page_exists(client, request)
     return _first(qid_of, settings.max_outlinks)
 
 
@@ -73,15 +74,13 @@ def _first(qid_of: dict[str, str], limit: int) -> list[str]:
     return [qid_of[title] for title in sorted(qid_of)[:limit]]
 
 
-async def _explain_no_outlinks(client: MediaWikiClient, request: OutlinkRequest) -> None:
-    """Raises the right 400: the page does not exist, or it links to no article with a Wikidata item."""
+async def _check_page_exists(client: MediaWikiClient, request: OutlinkRequest) -> None:
+    """No outlinks found: a 400 if that is because the page does not exist (the generator says nothing)."""
     doc = await client.get(action="query", redirects=1, **_page_param(request))
     pages = doc.get("query", {}).get("pages", [])
     page_name = f"page {request.page_title!r}" if request.page_id is None else f"page id {request.page_id}"
     if not pages or pages[0].get("missing") or pages[0].get("invalid"):
         raise InvalidRequest(f"The {page_name} does not exist on {request.domain}.")
-    raise InvalidRequest(f"The {page_name} on {request.domain} has no outlinks to articles with a Wikidata "
-                         "item, so there is nothing to predict topics from.")
 
 
 async def _revision_outlinks(client: MediaWikiClient, request: OutlinkRequest,
@@ -104,10 +103,6 @@ async def _revision_outlinks(client: MediaWikiClient, request: OutlinkRequest,
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
-    if not qid_of:
-        raise InvalidRequest(f"Revision {request.revision_id} of {parsed.get('title')!r} on {request.domain} "
-                             "has no outlinks to articles with a Wikidata item, so there is nothing to "
-                             "predict topics from.")
     return _first(qid_of, settings.max_outlinks)
 
 
@@ -119,6 +114,10 @@ async def _parse_links(client: MediaWikiClient, request: OutlinkRequest) -> dict
         # Both codes are facts about the revision, not outages: the client gets a 400 saying which.
         if error.api_code not in ("nosuchrevid", "permissiondenied"):
             raise
+        if error.api_code == "nosuchrevid" and request.event is not None:
+            raise InvalidRequest(f"Revision {request.revision_id} of page {request.page_title!r} does not "
+                                 f"exist on {request.domain} (any more): the page was deleted after the "
+                                 "event, or the event names a revision that never existed.") from None
         if error.api_code == "nosuchrevid":
             raise InvalidRequest(f"Revision {request.revision_id} does not exist on {request.domain}.") \
                 from None

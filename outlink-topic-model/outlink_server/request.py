@@ -14,6 +14,7 @@ from typing import Any
 from outlink_server.languages import Wikipedias
 from outlink_server.settings import MAX_OUTLINKS
 from wikiserve.errors import InvalidRequest
+from wikiserve.events import PageChangeEvent, parse_page_change
 from wikiserve.validation import (
     exactly_one_of,
     optional_bool,
@@ -24,7 +25,11 @@ from wikiserve.validation import (
     reject_unknown_fields,
 )
 
-FIELDS = ("lang", "wiki_id", "page_title", "page_id", "revision_id", "threshold", "debug", "features_str")
+FIELDS = ("lang", "wiki_id", "page_title", "page_id", "revision_id", "threshold", "debug", "features_str",
+          "event")
+# With `event` the page comes from the event; `features_str` is how the transformer hands the predictor the
+# outlinks it fetched for the event.
+EVENT_FIELDS = ("event", "features_str")
 DEFAULT_THRESHOLD = 0.5
 MAX_TITLE_BYTES = 255  # MediaWiki's limit for a page title, in UTF-8 bytes
 
@@ -45,9 +50,12 @@ class OutlinkRequest:
     threshold: float  # already 0 when `debug` was asked for
     debug: bool
     features: str | None  # Q-ids given by the client (or the transformer), single-space separated
+    event: PageChangeEvent | None = None  # the page/change event the request came as
 
     def forwarded(self, features: str) -> dict[str, Any]:
         """The body the transformer sends the predictor: the same request with the Q-ids filled in."""
+        if self.event is not None:
+            return {"event": self.event.raw, "features_str": features}
         body: dict[str, Any] = {"lang": self.lang, "features_str": features, "debug": self.debug}
         if not self.debug:
             body["threshold"] = self.threshold
@@ -61,6 +69,8 @@ class OutlinkRequest:
 def parse_request(payload: Any, wikis: Wikipedias) -> OutlinkRequest:
     body = parse_body(payload)
     reject_unknown_fields(body, FIELDS)
+    if "event" in body:
+        return _event_request(body, wikis)
     lang = _language(body, wikis)
     exactly_one_of(body, "page_title", "page_id")
     title = _title(body)
@@ -75,6 +85,35 @@ def parse_request(payload: Any, wikis: Wikipedias) -> OutlinkRequest:
     return OutlinkRequest(lang=lang, domain=wikis.domain(lang), page_title=title, page_id=page_id,
                           revision_id=revision_id, threshold=0.0 if debug else threshold, debug=debug,
                           features=features)
+
+
+def _event_request(body: dict[str, Any], wikis: Wikipedias) -> OutlinkRequest:
+    """`{"event": <mediawiki/page/change 1.x>}`: the topics of the event's page at the event's revision."""
+    others = sorted(set(body) - set(EVENT_FIELDS))
+    if others:
+        raise InvalidRequest(f"With 'event' the page and revision come from the event; leave out "
+                             f"{', '.join(repr(name) for name in others)}.")
+    event = parse_page_change(body["event"])
+    source = event.revision
+    lang = wikis.lang_of.get(source.database)
+    domain = wikis.domain(lang) if lang is not None else None
+    only_wikipedia = "the outlink topic model predicts the topics of Wikipedia articles only."
+    if lang is None:
+        raise InvalidRequest(f"The event is for wiki {source.database!r}, which is not a Wikipedia: "
+                             + only_wikipedia)
+    if source.domain not in (None, domain):
+        raise InvalidRequest(f"The event's domain {source.domain!r} is not a Wikipedia, or not the one of "
+                             f"wiki {source.database!r} ({domain}): " + only_wikipedia)
+    if source.page_namespace != 0:
+        raise InvalidRequest(f"The event's page {source.page_title!r} is in namespace "
+                             f"{source.page_namespace}, not the main (article) namespace 0: only articles "
+                             "have topics.")
+    title = source.page_title.replace("_", " ")
+    if _TITLE_FORBIDDEN.search(title) or _TITLE_RELATIVE.search(title):
+        raise InvalidRequest(f"The event's page title {source.page_title!r} is not a valid page title.")
+    return OutlinkRequest(lang=lang, domain=domain, page_title=source.page_title, page_id=source.page_id,
+                          revision_id=source.rev_id, threshold=DEFAULT_THRESHOLD, debug=False,
+                          features=_features(body), event=event)
 
 
 def _language(body: dict[str, Any], wikis: Wikipedias) -> str:
@@ -117,7 +156,7 @@ def _features(body: dict[str, Any]) -> str | None:
     if not isinstance(value, str):
         raise InvalidRequest("'features_str' must be a string of space-separated Wikidata ids (\"Q42 Q5\").")
     if not value.strip():
-        raise InvalidRequest("'features_str' is empty: the page has no outlinks to score.")
+        return ""  # a page without outlinks: an answer with no topics, not an error
     if not _QIDS.fullmatch(value):
         raise InvalidRequest("'features_str' must hold Wikidata item ids separated by spaces (\"Q42 Q5\").")
     qids = value.split()

@@ -13,9 +13,9 @@ _URL_SAFE = ";@$!*(),/~:"
 
 
 def article_url(domain: str, title: str | None, page_id: int | None) -> str:
-    if page_id is not None:
+    """By title when there is one (an event gives both), else by page id."""
+    if title is None:
         return f"https://{domain}/wiki/?curid={page_id}"
-    assert title is not None
     return f"https://{domain}/wiki/{quote(title.strip().replace(' ', '_'), safe=_URL_SAFE)}"
 
 

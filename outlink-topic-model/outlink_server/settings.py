@@ -19,6 +19,7 @@ class OutlinkSettings:
     links_per_call: str = "max"
     max_outlinks: int = MAX_OUTLINKS
     predictor_timeout_s: float = 10.0
+    model_version: str | None = None  # the predicted_classification's model_version in events
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OutlinkSettings:
@@ -29,4 +30,5 @@ class OutlinkSettings:
             model_path=Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH),
             links_per_call=links_per_call,
             predictor_timeout_s=float(env.get("PREDICTOR_TIMEOUT_S") or cls.predictor_timeout_s),
+            model_version=env.get("MODEL_VERSION") or None,
         )

@@ -39,8 +39,12 @@ class MediaWikiSettings:
 
 @dataclass(frozen=True)
 class EventGateSettings:
+    """`EVENTGATE_STREAM` names the stream of every event a server posts; unset, each kind of event goes to
+    its own production stream (revision-score events, and the outlink model's topic predictions)."""
+
     url: str | None = None
     stream: str = "mediawiki.revision-score"
+    prediction_stream: str = "mediawiki.page_outlink_topic_prediction_change.v1"
     ca_bundle: str | None = None  # None: the system's CA store; TLS is always verified
     timeout_s: float = 5.0
 
@@ -48,6 +52,7 @@ class EventGateSettings:
 @dataclass(frozen=True)
 class ServerSettings:
     http_port: int = 8080
+    grpc_port: int | None = None  # KServe's V2 gRPC protocol is served only when a port is configured
     max_body_bytes: int = 1024 * 1024
     # Below Kubernetes' default 30 s termination grace period, so the drain ends before SIGKILL would.
     shutdown_grace_s: float = 25.0
@@ -70,11 +75,13 @@ class ServerSettings:
         eventgate = EventGateSettings(
             url=env.get("EVENTGATE_URL") or None,
             stream=env.get("EVENTGATE_STREAM", EventGateSettings.stream),
+            prediction_stream=env.get("EVENTGATE_STREAM") or EventGateSettings.prediction_stream,
             ca_bundle=env.get("EVENTGATE_CA_BUNDLE") or env.get("REQUESTS_CA_BUNDLE") or None,
             timeout_s=_float(env, "EVENTGATE_TIMEOUT_S", EventGateSettings.timeout_s),
         )
         return cls(
             http_port=_int(env, "HTTP_PORT", cls.http_port),
+            grpc_port=_int(env, "GRPC_PORT", 0) or None,
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             shutdown_grace_s=_float(env, "SHUTDOWN_GRACE_S", cls.shutdown_grace_s),
             json_logs=env.get("LOG_FORMAT", "json") != "text",

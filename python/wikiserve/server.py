@@ -3,6 +3,9 @@
 Uses KServe's real ModelServer and its FastAPI application, adding what production needs around it:
 request ids, a request-body size limit, error responses without tracebacks, JSON logs, and a graceful
 SIGTERM (in-flight requests finish, new ones are refused with 503, the process exits 0).
+
+With a gRPC port configured (`GRPC_PORT`), KServe's V2 gRPC service is served beside REST, under the same
+rules: the same size limit, errors as gRPC status codes carrying the same messages, no model repository.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import grpc
 import kserve
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
+from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import UvicornServer
 
 from wikiserve.config import ServerSettings
@@ -141,8 +149,18 @@ async def _unexpected_error(_: Request, error: Exception) -> ORJSONResponse:
     )
 
 
+async def _malformed_v2_request(_: Request, error: RequestValidationError) -> ORJSONResponse:
+    """FastAPI answers a body that is not a V2 inference request with 422 and its own shape; ours is 400."""
+    problems = "; ".join(f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg')}"
+                         for problem in error.errors()[:5])
+    message = f"The body is not a V2 inference request: {problems}."
+    _log_failure(400, message)
+    return ORJSONResponse({"error": message}, status_code=400)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServingError, _serving_error)
+    app.add_exception_handler(RequestValidationError, _malformed_v2_request)
     app.add_exception_handler(InvalidInput, functools.partial(_kserve_error, 400))
     app.add_exception_handler(ModelNotFound, functools.partial(_kserve_error, 404))
     app.add_exception_handler(ModelNotReady, functools.partial(_kserve_error, 503))
@@ -155,6 +173,51 @@ def remove_model_repository_routes(app: FastAPI) -> None:
     app.router.routes[:] = [
         route for route in app.router.routes if not getattr(route, "path", "").startswith("/v2/repository/")
     ]
+
+
+def grpc_status(http_status: int) -> grpc.StatusCode:
+    """The gRPC code with the meaning of an HTTP status (as grpc-gateway maps them)."""
+    return {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
+            413: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+            502: grpc.StatusCode.UNAVAILABLE, 503: grpc.StatusCode.UNAVAILABLE,
+            504: grpc.StatusCode.DEADLINE_EXCEEDED}.get(
+        http_status, grpc.StatusCode.INVALID_ARGUMENT if http_status < 500 else grpc.StatusCode.INTERNAL)
+
+
+class GuardedInferenceServicer(InferenceServicer):
+    """KServe's V2 gRPC servicer, answering errors like the REST side: a status code and the same message
+    (KServe's own would answer UNKNOWN with the exception's repr), a request id per call, no model
+    repository (it would let any client unload a model or load one from a path)."""
+
+    async def ModelInfer(  # noqa: N802 - the gRPC method's name
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
+        metadata = dict(context.invocation_metadata() or ())
+        token = REQUEST_ID.set(str(metadata.get("x-request-id") or uuid.uuid4()))
+        try:
+            return await super().ModelInfer(request, context)
+        except ServingError as error:
+            status, message = error.status, error.message
+        except InvalidInput as error:
+            status, message = 400, str(error)
+        except ModelNotFound as error:
+            status, message = 404, str(error)
+        except ModelNotReady as error:
+            status, message = 503, str(error)
+        except Exception as error:  # noqa: BLE001 - logged with its traceback; the client gets no traceback
+            logger.exception("Unexpected error while serving a gRPC request")
+            status, message = 500, f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."
+        finally:
+            REQUEST_ID.reset(token)
+        _log_failure(status, message)
+        await context.abort(grpc_status(status), message)
+        raise AssertionError("context.abort raises")
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "Models are loaded at start-up only.")
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:  # noqa: N802
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "Models are loaded at start-up only.")
 
 
 class WikiModelServer(kserve.ModelServer):
@@ -170,6 +233,7 @@ class WikiModelServer(kserve.ModelServer):
         configure_logging(settings.json_logs, settings.log_level)  # after KServe's own logging set-up
         self.settings = settings
         self.guard: RequestGuard | None = None
+        self._grpc: grpc.aio.Server | None = None
 
     def start(  # type: ignore[override]
         self, models: Sequence[kserve.Model], on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
@@ -196,9 +260,14 @@ class WikiModelServer(kserve.ModelServer):
         self.guard = RequestGuard(app, self.settings.max_body_bytes)
         self._rest_server.cfg.app = self.guard
         self._rest_server.cfg.timeout_keep_alive = 30
-        logger.info(
-            "Serving", extra={"port": self.http_port, "models": sorted(self.registered_models.get_models())}
-        )
+        if self.settings.grpc_port:
+            try:
+                self._grpc = await self._start_grpc(self.settings.grpc_port)
+            except OSError as error:
+                logger.error("Cannot start: %s", error)
+                raise SystemExit(1) from None
+        logger.info("Serving", extra={"port": self.http_port, "grpc_port": self.settings.grpc_port,
+                                      "models": sorted(self.registered_models.get_models())})
         await self._rest_server.run()
         for model in self.registered_models.get_models().values():
             stop = getattr(model, "stop_async", None)
@@ -207,6 +276,22 @@ class WikiModelServer(kserve.ModelServer):
         for hook in on_shutdown:
             await hook()
 
+    async def _start_grpc(self, port: int) -> grpc.aio.Server:
+        """KServe's V2 gRPC service on `port`, in this process and event loop (sharing the loaded models)."""
+        limit = self.settings.max_body_bytes
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
+                                          ("grpc.max_send_message_length", 8 * 1024 * 1024)])
+        servicer = GuardedInferenceServicer(self.dataplane, self.model_repository_extension)
+        add_GRPCInferenceServiceServicer_to_server(servicer, server)
+        try:
+            bound = server.add_insecure_port(f"[::]:{port}")
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise OSError(f"Cannot listen for gRPC on port {port} (in use?)")
+        await server.start()
+        return server
+
     async def drain_and_stop(self) -> None:
         """Refuses new requests, lets in-flight ones finish within the grace period, then stops."""
         if self.guard is None or self.guard.draining:
@@ -214,6 +299,10 @@ class WikiModelServer(kserve.ModelServer):
         self.guard.draining = True
         logger.info("Shutting down: draining in-flight requests", extra={"in_flight": self.guard.in_flight})
         deadline = asyncio.get_running_loop().time() + self.settings.shutdown_grace_s
+        # gRPC refuses new calls at once and gives the calls in flight the same grace period.
+        grpc_stopped = None
+        if self._grpc is not None:
+            grpc_stopped = asyncio.ensure_future(self._grpc.stop(grace=self.settings.shutdown_grace_s))
         while self.guard.in_flight and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         if self.guard.in_flight:
@@ -222,6 +311,8 @@ class WikiModelServer(kserve.ModelServer):
             )
             # uvicorn would otherwise wait for them without limit; the grace period is the limit.
             self._rest_server.server.force_exit = True
+        if grpc_stopped is not None:
+            await grpc_stopped
         await self._rest_server.stop()
 
 

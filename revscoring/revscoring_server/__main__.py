@@ -1,7 +1,9 @@
 """`python -m revscoring_server`: the image entrypoint, one inference service per process, as KServe runs it.
 
-    INFERENCE_NAME=enwiki-damaging MODEL_PATH=/mnt/models/model.bin \
-        python -m revscoring_server --http_port 8080
+    INFERENCE_NAME=enwiki-damaging python -m revscoring_server --http_port 8080
+
+The binary is the one file in /mnt/models (KServe's storage initializer names it after the object it
+downloaded); `MODEL_PATH` names another file, or another folder to search (wikiserve.model_files).
 
 With `--models_dir DIR --isvc a --isvc b ...` it serves several services in one process, each model read
 from `DIR/<isvc>/model.bin` (development and tests; `dev/run_all.py` serves everything).
@@ -25,11 +27,11 @@ from revscoring_server.workers import pool_from_env
 from wikiserve.config import ServerSettings
 from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
+from wikiserve.model_files import ModelFileError, resolve_model_file
 from wikiserve.server import serve
 
 logger = logging.getLogger("revscoring_server")
 
-DEFAULT_MODEL_PATH = "/mnt/models/model.bin"
 EXIT_BAD_CONFIG = 2
 
 
@@ -65,7 +67,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             RevscoringModel(find_service(isvc), path, settings, pool, executor=workers)
             for isvc, path in _services(args, env)
         ]
-    except (UnknownService, ModelLoadError) as error:
+    except (UnknownService, ModelFileError, ModelLoadError) as error:
         logger.error(f"Cannot start: {error}")
         return EXIT_BAD_CONFIG
     if workers is not None:
@@ -86,7 +88,8 @@ def _services(args: argparse.Namespace, env: Mapping[str, str]) -> list[tuple[st
     isvc = args.model_name or env.get("INFERENCE_NAME")
     if not isvc:
         raise UnknownService("No inference service name: set INFERENCE_NAME (e.g. enwiki-damaging).")
-    return [(isvc, Path(env.get("MODEL_PATH") or DEFAULT_MODEL_PATH))]
+    find_service(isvc)  # a bad name is reported before anything about the binary
+    return [(isvc, resolve_model_file(env.get("MODEL_PATH")))]
 
 
 if __name__ == "__main__":

@@ -8,10 +8,8 @@ path in a per-process registry, so a worker process loads each model once and jo
 
 from __future__ import annotations
 
-import bz2
 import logging
 import math
-import pickle
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +33,12 @@ from revscoring.features import trim
 from revscoring.scoring.models import Classifier
 
 from revscoring import Model
+from revscoring_server.binaries import ModelLoadError, read_model
 from revscoring_server.fetch import ApiDocs
 from revscoring_server.model_types import Output
 from wikiserve.errors import InvalidRequest, MediaWikiError, ServingError
 
 logger = logging.getLogger(__name__)
-
-
-class ModelLoadError(Exception):
-    """The model binary is missing, unreadable or not a revscoring classifier of the expected kind."""
 
 
 class FeatureExtractionError(ServingError):
@@ -83,42 +78,26 @@ _MODELS_LOCK = threading.Lock()
 
 
 def load_model(path: Path | str) -> Model:
-    """The revscoring model at `path` (`.bz2` read compressed), loaded once per process."""
+    """The revscoring model at `path` (see binaries.read_model), loaded once per process."""
     key = str(path)
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = _read_model(Path(path))
+            seed_randomised_features()
+            _MODELS[key] = read_model(Path(path))
         return _MODELS[key]
 
 
-def _read_model(path: Path) -> Model:
-    if not path.is_file():
-        raise ModelLoadError(
-            f"Model binary {path} does not exist (set MODEL_PATH or mount it at /mnt/models)."
-        )
-    opener = bz2.open if path.suffix in (".bz2", ".bzip2") else open
+def seed_randomised_features() -> None:
+    """Fixes the seed of the one randomised feature source, so a revision always gets the same score.
+
+    langdetect (translatewiki's language features) samples n-grams at random unless its factory has a
+    seed; with one, every detection starts from the same seed. Set per process, before any extraction.
+    """
     try:
-        with opener(path, "rb") as handle:
-            model = Model.load(handle)
-    except (
-        pickle.UnpicklingError,
-        EOFError,
-        OSError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        ImportError,
-        IndexError,
-        KeyError,
-    ) as error:
-        raise ModelLoadError(
-            f"Model binary {path} could not be read as a revscoring model: {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(model, Classifier):
-        raise ModelLoadError(
-            f"Model binary {path} holds a {type(model).__name__}, not a revscoring classifier."
-        )
-    return model
+        from langdetect import DetectorFactory
+    except ImportError:  # only the editquality image has it
+        return
+    DetectorFactory.seed = 0
 
 
 def check_output_shape(model: Classifier, output: Output, path: Path | str) -> None:

@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from revscoring import Feature
 
 from dev import seed_table, word_vectors
 from dev.demo_models.feature_lists import feature_list_for
+from revscoring import Feature
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS = seed_table.revscoring_rows()

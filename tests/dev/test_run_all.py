@@ -5,7 +5,7 @@ import json
 
 import pytest
 import requests
-from testkit.servers import start_server
+from testkit.servers import free_port, start_server
 
 from dev.seed_table import OUTLINK_ISVC, load_rows
 
@@ -13,9 +13,15 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def run_all(farm, demo_models):
+def grpc_port():
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def run_all(farm, demo_models, grpc_port, event_receiver):
     rows = load_rows()
-    env = {"WIKI_URL": farm.url, "MODELS_DIR": str(demo_models), "EXTRACTION_WORKERS": "1"}
+    env = {"WIKI_URL": farm.url, "MODELS_DIR": str(demo_models), "EXTRACTION_WORKERS": "1",
+           "GRPC_PORT": str(grpc_port), "EVENTGATE_URL": event_receiver.url}
     server = start_server("run-all", ["dev.run_all"], env, [row.isvc for row in rows], timeout_s=300)
     yield server, rows
     assert server.stop() == 0
@@ -70,3 +76,41 @@ def test_every_row_answers_curl_style_requests(farm, run_all):
         else:
             score = answer[row.dbname]["scores"][str(rev_id)][row.model_type]["score"]
             assert all(0.0 <= p <= 1.0 for p in score["probability"].values()), (row.isvc, score)
+
+
+def test_the_outlink_model_answers_events_and_both_v2_protocols(farm, run_all, grpc_port, event_receiver):
+    import grpc
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    server, _ = run_all
+    enwiki = farm.manifest["enwiki"]
+    request = json.dumps({"lang": "en", "page_title": enwiki["special"]["many_links_title"]})
+    v1 = requests.post(f"{server.url}/v1/models/{OUTLINK_ISVC}:predict", data=request, timeout=120)
+    assert v1.status_code == 200 and v1.json()["prediction"]["results"], v1.text
+    rest = requests.post(f"{server.url}/v2/models/{OUTLINK_ISVC}/infer", timeout=120, json={
+        "inputs": [{"name": "request", "shape": [1], "datatype": "BYTES", "data": [request]}]})
+    assert rest.status_code == 200, rest.text
+    assert json.loads(rest.json()["outputs"][0]["data"][0]) == v1.json()
+    contents = pb.InferTensorContents(bytes_contents=[request.encode()])
+    tensor = pb.ModelInferRequest.InferInputTensor(name="request", datatype="BYTES", shape=[1],
+                                                   contents=contents)
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        answer = GRPCInferenceServiceStub(channel).ModelInfer(
+            pb.ModelInferRequest(model_name=OUTLINK_ISVC, inputs=[tensor]), timeout=120)
+    assert json.loads(answer.outputs[0].contents.bytes_contents[0]) == v1.json()
+
+    page = next(p for p in enwiki["pages"] if p["title"] == enwiki["special"]["redirect_target"])
+    event = {"$schema": "/mediawiki/page/change/1.0.0", "wiki_id": "enwiki", "dt": "2024-01-02T03:04:05Z",
+             "meta": {"stream": "mediawiki.page_change.v1", "domain": "en.wikipedia.org"},
+             "page_change_kind": "edit", "changelog_kind": "update",
+             "page": {"page_id": page["page_id"], "page_title": page["title"], "namespace_id": 0},
+             "revision": {"rev_id": page["rev_ids"][-1], "rev_dt": "2024-01-02T03:04:05Z"},
+             "performer": {"user_text": "Farm Veteran"}}
+    response = requests.post(f"{server.url}/v1/models/{OUTLINK_ISVC}:predict", json={"event": event},
+                             timeout=120)
+    assert response.status_code == 200, response.text
+    sent = event_receiver.wait_until(lambda e: "predicted_classification" in e and e.get("revision", {}).get(
+        "rev_id") == page["rev_ids"][-1], "the outlink topic event")
+    # make run names no stream: the outlink model's own production stream
+    assert sent["meta"]["stream"] == "mediawiki.page_outlink_topic_prediction_change.v1"

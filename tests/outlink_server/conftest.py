@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from outlink_testing import (
+    EVENT_STREAM,
     MODEL_NAME,
     Reference,
     predictor_spec,
@@ -49,12 +50,24 @@ def no_fasttext_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def outlink_servers(farm, outlink_model: Path, no_fasttext_dir: Path) -> Iterator[dict[str, ServerProcess]]:
-    """The predictor alone, and the transformer -> predictor chain, shared by the whole session."""
+def predictor_grpc_port() -> int:
+    """The port of the session predictor's V2 gRPC service."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def outlink_servers(farm, outlink_model: Path, no_fasttext_dir: Path, event_receiver,
+                    predictor_grpc_port: int) -> Iterator[dict[str, ServerProcess]]:
+    """The predictor alone, and the transformer -> predictor chain, shared by the whole session.
+
+    Both post events to the local EventGate stand-in (only the predictor actually does); the predictor
+    also serves V2 gRPC."""
+    eventgate = {"EVENTGATE_URL": event_receiver.url, "EVENTGATE_STREAM": EVENT_STREAM}
     predictor_port = free_port()
     predictor, transformer = start_servers([
-        predictor_spec(farm.url, outlink_model, predictor_port),
-        transformer_spec(farm.url, f"127.0.0.1:{predictor_port}", no_fasttext_dir, free_port()),
+        predictor_spec(farm.url, outlink_model, predictor_port, GRPC_PORT=str(predictor_grpc_port),
+                       **eventgate),
+        transformer_spec(farm.url, f"127.0.0.1:{predictor_port}", no_fasttext_dir, free_port(), **eventgate),
     ])
     yield {"predictor": predictor, "transformer": transformer}
     for server in (transformer, predictor):

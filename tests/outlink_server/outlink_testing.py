@@ -16,6 +16,7 @@ import requests
 from testkit.servers import ServerProcess
 
 MODEL_NAME = "outlink-topic-model"
+EVENT_STREAM = "mediawiki.page_outlink_topic_prediction_change.test"
 LINKS_PER_CALL = "20"  # the servers page through links 20 at a time, so continuation is always exercised
 ServerSpec = tuple[str, list[str], dict[str, str], int]  # name, `-m` module args, environment, port
 NO_FASTTEXT_STUB = '''raise ImportError("fasttext is not installed in the outlink-transformer image")\n'''

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import grpc
 import pytest
 import requests
 from outlink_testing import MODEL_NAME, predict, predictor_spec, start_servers, transformer_spec
@@ -88,11 +89,18 @@ def fake_predictor(outlink_servers) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def faulty_servers(faulty_mediawiki, fake_predictor, outlink_model, no_fasttext_dir
+def faulty_grpc_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def faulty_servers(faulty_mediawiki, fake_predictor, outlink_model, no_fasttext_dir, faulty_grpc_port
                    ) -> Iterator[dict[str, ServerProcess]]:
-    """Both servers reading MediaWiki through the proxy; the transformer's predictor is the fake one."""
+    """Both servers reading MediaWiki through the proxy; the transformer's predictor is the fake one. The
+    predictor serves V2 gRPC too."""
     predictor, transformer = start_servers([
-        predictor_spec(faulty_mediawiki.url, outlink_model, free_port(), **FAST_FAILURE),
+        predictor_spec(faulty_mediawiki.url, outlink_model, free_port(), GRPC_PORT=str(faulty_grpc_port),
+                       **FAST_FAILURE),
         transformer_spec(faulty_mediawiki.url, fake_predictor, no_fasttext_dir, free_port(),
                          f"--predictor_request_timeout_seconds={TIMEOUT_S}", **FAST_FAILURE),
     ])
@@ -157,6 +165,34 @@ def test_continuation_failing_midway_is_a_5xx(faulty_server, faulty_mediawiki, e
     assert response.status_code == 503
     assert "MediaWiki API" in response.json()["error"]
     assert any("gplcontinue" in params for params in faulty_mediawiki.requests)
+
+
+@pytest.mark.parametrize(("kind", "options", "code"), [
+    ("status", {"status": 500}, grpc.StatusCode.UNAVAILABLE),
+    ("invalid_json", {}, grpc.StatusCode.UNAVAILABLE),
+    ("delay", {"delay_s": 4 * TIMEOUT_S}, grpc.StatusCode.DEADLINE_EXCEEDED),
+])
+def test_mediawiki_failures_over_grpc_are_status_codes_with_the_v1_message(
+        faulty_servers, faulty_grpc_port, faulty_mediawiki, enwiki, kind, options, code):
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    body = _river(enwiki)
+    faulty_mediawiki.clear()
+    faulty_mediawiki.inject(kind, times=-1, **options)
+    try:
+        v1 = predict(faulty_servers["predictor"], body)
+        assert v1.status_code >= 500
+        tensor = pb.ModelInferRequest.InferInputTensor(
+            name="request", datatype="BYTES", shape=[1],
+            contents=pb.InferTensorContents(bytes_contents=[json.dumps(body).encode()]))
+        with grpc.insecure_channel(f"127.0.0.1:{faulty_grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError) as raised:
+                GRPCInferenceServiceStub(channel).ModelInfer(
+                    pb.ModelInferRequest(model_name=MODEL_NAME, inputs=[tensor]), timeout=60)
+    finally:
+        faulty_mediawiki.clear()
+    assert (raised.value.code(), raised.value.details()) == (code, v1.json()["error"])
 
 
 def _scored(first_qid: str) -> dict:

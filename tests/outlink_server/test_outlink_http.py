@@ -129,7 +129,30 @@ def test_response_shape(server, enwiki):
     assert all(result["score"] >= 0.5 for result in body["prediction"]["results"])
 
 
-def _bad_requests(enwiki: dict, no_outlinks: str) -> list[tuple[dict, str]]:
+@pytest.mark.parametrize("body", [
+    {"lang": "en", "debug": True},
+    {"lang": "en", "threshold": 0.0},
+    {"lang": "en", "features_str": "   "},
+])
+def test_a_page_without_outlinks_is_an_answer_with_no_topics(server, page_without_outlinks, body):
+    response = predict(server, {**body, "page_title": page_without_outlinks})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"prediction": {
+        "article": f"https://{EN}/wiki/{quote(page_without_outlinks.replace(' ', '_'))}", "results": []}}
+
+
+def test_a_page_without_outlinks_by_id_and_revision_is_an_answer(server, reference, page_without_outlinks):
+    page = reference.get(EN, action="query", titles=page_without_outlinks, prop="revisions",
+                         rvprop="ids")["query"]["pages"][0]
+    revision_id = page["revisions"][0]["revid"]
+    assert not reference.qids(EN, reference.revision_titles(EN, revision_id))
+    body = {"lang": "en", "page_id": page["pageid"], "revision_id": revision_id, "debug": True}
+    response = predict(server, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"]["results"] == []
+
+
+def _bad_requests(enwiki: dict) -> list[tuple[dict, str]]:
     special = enwiki["special"]
     target = special["redirect_target"]
     other_page_revision = _page(enwiki, special["many_links_title"])["rev_ids"][-1]
@@ -138,7 +161,6 @@ def _bad_requests(enwiki: dict, no_outlinks: str) -> list[tuple[dict, str]]:
         ({"lang": "en"}, "exactly one of 'page_title' or 'page_id'"),
         ({"lang": "en", "page_title": "No such page here"}, "does not exist"),
         ({"lang": "en", "page_id": 987654321}, "does not exist"),
-        ({"lang": "en", "page_title": no_outlinks}, "no outlinks"),
         ({"lang": "en", "page_title": target, "threshold": "high"}, "'threshold' must be a number"),
         ({"lang": "en", "page_title": target, "threshold": 1.5}, "'threshold' must be between"),
         ({"lang": "en", "page_title": target, "debug": "yes"}, "'debug' must be a boolean"),
@@ -162,15 +184,14 @@ def _bad_requests(enwiki: dict, no_outlinks: str) -> list[tuple[dict, str]]:
         ({"lang": "en", "page_title": "../../w/api.php"}, "not a valid page title"),
         ({"lang": "en", "page_title": target, "colour": "red"}, "Unknown field(s) 'colour'"),
         ({"lang": "en", "page_title": target, "features_str": "Q1 Paris"}, "'features_str'"),
-        ({"lang": "en", "page_title": target, "features_str": "   "}, "no outlinks"),
         ({"lang": "en", "page_title": target, "features_str": "Q1", "revision_id": 5}, "not both"),
         ({"lang": "en", "page_id": "12"}, "'page_id' must be an integer"),
         ({"lang": "en", "page_id": 0}, "'page_id' must be between"),
     ]
 
 
-def test_bad_requests_are_400_with_a_clear_message(server, enwiki, page_without_outlinks):
-    for body, message in _bad_requests(enwiki, page_without_outlinks):
+def test_bad_requests_are_400_with_a_clear_message(server, enwiki):
+    for body, message in _bad_requests(enwiki):
         response = predict(server, body)
         assert response.status_code == 400, (body, response.text)
         assert message in response.json()["error"], (body, response.json())

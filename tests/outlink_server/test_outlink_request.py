@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from urllib.parse import quote
 
 import pytest
 
-from outlink_server.languages import LANGUAGES_FILE, parse_languages, wikipedias
+from outlink_server.languages import DEFAULT_SOURCE, LANGUAGES_FILE, parse_languages, render, wikipedias
 from outlink_server.outlinks import MAX_TITLES_PARAM_BYTES, TITLES_PER_CALL, title_batches
 from outlink_server.request import parse_request
 from outlink_server.response import article_url, build_response
@@ -20,19 +22,48 @@ def parse(**body):
     return parse_request(body, WIKIS)
 
 
-def test_allowlist_is_a_realistic_list_of_wikipedias():
-    assert len(WIKIS.dbname_of) >= 300
-    assert WIKIS.dbname_of["en"] == "enwiki"
-    assert WIKIS.dbname_of["zh-min-nan"] == "zh_min_nanwiki"
-    assert WIKIS.dbname_of["be-tarask"] == "be_x_oldwiki"  # the one edition whose id is not derived
-    assert WIKIS.lang_of["simplewiki"] == "simple"
-    assert all(code == code.lower() and " " not in code and "." not in code for code in WIKIS.dbname_of)
+def sitematrix() -> list[tuple[str, str]]:
+    """(dbname, subdomain) rows of the sitematrix's list, read here without the package's parser."""
+    lines = DEFAULT_SOURCE.read_text(encoding="utf-8").splitlines()
+    return [tuple(line.split("\t")) for line in lines if line.strip() and not line.startswith("#")]
 
 
-def test_allowlist_rejects_duplicates():
-    with pytest.raises(ValueError, match="duplicate"):
-        parse_languages("en\nde\nen\n")
-    assert LANGUAGES_FILE.read_text().count("\nen\n") == 1
+def test_the_shipped_list_is_exactly_what_the_generator_writes():
+    shipped = LANGUAGES_FILE.read_text(encoding="utf-8")
+    assert shipped == render(DEFAULT_SOURCE.read_text(encoding="utf-8")), (
+        "regenerate: python -m outlink_server.languages --write")
+
+
+def test_every_wikipedia_of_the_sitematrix_is_accepted_by_lang_and_by_wiki_id():
+    rows = sitematrix()
+    assert len(rows) == 364
+    assert WIKIS.dbname_of == {subdomain: dbname for dbname, subdomain in rows}
+    for dbname, subdomain in rows:
+        assert parse(lang=subdomain, page_id=1).domain == f"{subdomain}.wikipedia.org"
+        assert parse(wiki_id=dbname, page_id=1).domain == f"{subdomain}.wikipedia.org"
+
+
+@pytest.mark.parametrize("lang", ["bdr", "bol", "isv", "kai", "kaj", "mag", "ppl", "rki", "tok"])
+def test_the_wikipedias_the_hand_written_list_missed_are_accepted(lang):
+    assert parse(lang=lang, page_title="Berlin").domain == f"{lang}.wikipedia.org"
+    assert parse(wiki_id=f"{lang}wiki", page_title="Berlin").lang == lang
+
+
+def test_the_generator_command_prints_the_shipped_file(tmp_path):
+    source = tmp_path / "wikipedias.tsv"
+    source.write_text("# comment\nenwiki\ten\nbe_x_oldwiki\tbe-tarask\n")
+    result = subprocess.run([sys.executable, "-m", "outlink_server.languages", str(source)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    lines = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+    assert lines == ["be_x_oldwiki\tbe-tarask", "enwiki\ten"]
+
+
+@pytest.mark.parametrize("text", ["enwiki\ten\nenwiki\tfr\n", "enwiki\ten\nfrwiki\ten\n",
+                                  "enwiki en\n", "enwiki\ten.evil.example\n", "en\ten\n",
+                                  "enwiki\tEN\n", "enwiki\ten\textra\n", "# nothing\n"])
+def test_malformed_or_duplicate_lists_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_languages(text)
 
 
 def test_every_wikipedia_of_the_farm_is_allowed(farm):

@@ -7,12 +7,8 @@ the fetch -> cache -> extraction path is exercised for real without building the
 
 from __future__ import annotations
 
-import json
 import random
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +18,7 @@ from revscoring.features import wikitext as wikitext_features
 from revscoring.features.modifiers import log
 from revscoring.scoring.models import GradientBoosting
 from revscoring_testdata import EVENT_STREAM
+from testkit.event_receiver import EventReceiver
 from testkit.servers import ServerProcess, start_server
 
 from dev.seed_table import revscoring_rows
@@ -81,55 +78,6 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             root / "multilabel" / "model.bin", TEXT_FEATURES, TOPICS, multilabel=True, targets=topic_sets
         ),
     }
-
-
-class EventReceiver:
-    """A real local HTTP endpoint standing in for EventGate: records POSTed event batches.
-
-    Set `status` to make it refuse events (e.g. 500) to check that predictions do not depend on it.
-    """
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.status = 201
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if receiver.status < 300:
-                    receiver.events.extend(json.loads(body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def wait_for(self, rev_id: int, timeout_s: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for event in self.events:
-                if event.get("rev_id") == rev_id:
-                    return event
-            time.sleep(0.05)
-        raise AssertionError(f"no event for rev_id {rev_id} received; got {self.events}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture(scope="session")
-def event_receiver() -> Iterator[EventReceiver]:
-    receiver = EventReceiver()
-    yield receiver
-    receiver.close()
 
 
 @pytest.fixture(scope="session")

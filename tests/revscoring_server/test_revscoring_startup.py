@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import logging
 import os
 import subprocess
@@ -90,3 +91,33 @@ def test_several_services_load_from_a_models_dir_and_one_bad_one_stops_all(
         [f"--models_dir={models_dir}", "--isvc=enwiki-damaging", "--isvc=frwiki-damaging"], {}
     )
     assert code == entrypoint.EXIT_BAD_CONFIG and "frwiki-damaging/model.bin does not exist" in log
+
+
+def _serving(monkeypatch) -> list:
+    served: list = []
+    monkeypatch.setattr(entrypoint, "serve", lambda models, settings, **kwargs: served.append(models))
+    return served
+
+
+@pytest.mark.parametrize("name", ["model.bin", "enwiki.damaging.gradient_boosting.model"])
+def test_a_bzip2_binary_is_recognised_by_content_whatever_its_name(run_main, tiny_models, monkeypatch,
+                                                                   tmp_path, name):
+    served = _serving(monkeypatch)
+    (tmp_path / name).write_bytes(bz2.compress(tiny_models["binary"].read_bytes()))
+    code, log = run_main([], {"INFERENCE_NAME": "enwiki-damaging", "MODEL_PATH": str(tmp_path)})
+    assert code == 0, log
+    [[model]] = served
+    assert model.model_path == str(tmp_path / name) and model.version == "1.2.3"
+
+
+def test_several_files_in_the_model_folder_stop_start_up_with_a_list(run_main, tiny_models, tmp_path):
+    for name in ("model.bin", "model.bz2"):
+        (tmp_path / name).write_bytes(tiny_models["binary"].read_bytes())
+    code, log = run_main([], {"INFERENCE_NAME": "enwiki-damaging", "MODEL_PATH": str(tmp_path)})
+    assert code == entrypoint.EXIT_BAD_CONFIG
+    assert "Several model files" in log and "model.bin, model.bz2" in log
+
+
+def test_an_empty_model_folder_stops_start_up(run_main, tmp_path):
+    code, log = run_main([], {"INFERENCE_NAME": "enwiki-damaging", "MODEL_PATH": str(tmp_path)})
+    assert code == entrypoint.EXIT_BAD_CONFIG and "No model file in" in log

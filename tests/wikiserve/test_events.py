@@ -7,7 +7,12 @@ import jsonschema
 import pytest
 
 from wikiserve.errors import InvalidRequest
-from wikiserve.events import parse_event, revision_score_event
+from wikiserve.events import (
+    parse_event,
+    parse_page_change,
+    prediction_classification_event,
+    revision_score_event,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "events"
 
@@ -115,3 +120,69 @@ def test_revision_score_event_is_valid_against_the_schema(revision_create, make_
     assert event["meta"]["stream"] == "mediawiki.revision-score-test"
     assert event["meta"]["dt"] == "2026-01-02T00:00:00Z"
     assert event["rev_id"] == source.rev_id and event["scores"] == scores
+
+
+def full_page_change_event() -> dict:
+    """A page/change 1.0.0 event with every optional part a real one can carry (content slots included)."""
+    event = page_change_event()
+    event["$schema"] = "/mediawiki/page/change/1.0.0"
+    event["comment"] = "expanded"
+    event["page"]["revision_count"] = 5
+    event["revision"].update({
+        "comment": "expanded", "is_minor_edit": False, "is_comment_visible": True, "is_content_visible": True,
+        "is_editor_visible": True, "rev_sha1": "0" * 31, "rev_size": 120,
+        "editor": {"user_text": "Alice", "user_id": 3, "groups": ["*", "user"], "is_bot": False},
+        "content_slots": {"main": {"slot_role": "main", "content_model": "wikitext", "content_size": 120,
+                                   "content_format": "text/x-wiki", "content_sha1": "0" * 31}},
+    })
+    event["prior_state"] = {"revision": {"rev_id": 41, "rev_dt": "2025-12-31T00:00:00Z",
+                                         "content_slots": {"main": {"slot_role": "main"}}}}
+    jsonschema.Draft7Validator(load_schema("mediawiki.page.change.1.0.0.json"),
+                               format_checker=jsonschema.FormatChecker()).validate(event)
+    return event
+
+
+def classification() -> dict:
+    return {"model_name": "outlink-topic-model", "model_version": "sha256:0123456789ab",
+            "predictions": ["STEM.Physics"], "probabilities": {"STEM.Physics": 0.9, "Culture.Media": 0.1}}
+
+
+def test_prediction_classification_event_is_valid_and_repeats_the_page_change():
+    source = full_page_change_event()
+    event = prediction_classification_event(parse_page_change(source), "topics-test", classification(),
+                                            now=datetime(2026, 1, 2, tzinfo=UTC))
+    schema = load_schema("mediawiki.page.prediction_classification_change.1.0.0.json")
+    jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker()).validate(event)
+    assert event["$schema"] == schema["$id"]
+    assert event["meta"]["stream"] == "topics-test" and event["meta"]["dt"] == "2026-01-02T00:00:00Z"
+    assert event["meta"]["domain"] == source["meta"]["domain"] and event["meta"]["id"]
+    assert event["predicted_classification"] == classification()
+    for key in ("wiki_id", "dt", "page", "performer", "page_change_kind", "changelog_kind", "comment"):
+        assert event[key] == source[key], key
+    assert "content_slots" not in event["revision"]
+    assert "content_slots" not in event["prior_state"]["revision"]
+    assert {k: v for k, v in source["revision"].items() if k != "content_slots"} == event["revision"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"page_change_kind": "delete", "changelog_kind": "delete"}, "deletes page"),
+    ({"page_change_kind": "visibility_change", "revision": {"rev_id": 42, "rev_dt": "2026-01-01T00:00:00Z",
+                                                            "is_content_visible": False}}, "is hidden"),
+])
+def test_page_changes_without_content_are_refused(change, message):
+    event = {**full_page_change_event(), **change}
+    jsonschema.Draft7Validator(load_schema("mediawiki.page.change.1.0.0.json")).validate(event)
+    with pytest.raises(InvalidRequest, match=message):
+        parse_page_change(event)
+
+
+def test_a_visibility_change_that_leaves_the_content_visible_is_read():
+    event = full_page_change_event()
+    event["page_change_kind"] = "visibility_change"
+    event["revision"]["is_comment_visible"] = False
+    assert parse_page_change(event).kind == "visibility_change"
+
+
+def test_page_change_input_only(revision_create):
+    with pytest.raises(InvalidRequest, match="Expected a mediawiki/page/change 1.x event"):
+        parse_page_change(revision_create)
