@@ -70,7 +70,9 @@ class Container:
                    "--tmpfs", "/tmp:rw,size=256m", "--memory", str(memory_bytes(memory)),
                    "--network", NETWORK, "-p", f"127.0.0.1:{self.port}:8080"]
         if model_dir is not None:
-            command += ["-v", f"{model_dir}:/mnt/models:ro"]
+            # the model file alone: the demo folders also hold a fingerprint, and a server refuses to
+            # guess between several files in /mnt/models (production's folder holds model.bin only)
+            command += ["-v", f"{model_dir / 'model.bin'}:/mnt/models/model.bin:ro"]
         for key, value in env.items():
             command += ["-e", f"{key}={value}"]
         podman(*command, image, *args)

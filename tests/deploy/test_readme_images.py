@@ -31,7 +31,7 @@ def readme_block() -> str:
 def test_the_block_builds_runs_and_asks_the_image_documented():
     block = readme_block()
     assert "make image IMAGE=editquality" in block and "podman run" in block and "curl" in block
-    assert ":/mnt/models:ro" in block and "--read-only" in block
+    assert ":/mnt/models/model.bin:ro" in block and "--read-only" in block
 
 
 @pytest.mark.slow
