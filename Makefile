@@ -9,6 +9,8 @@
 #   make lint       ruff
 #   make manifests  render the KServe manifests
 #   make bench      the benchmark
+#   make image IMAGE=editquality   build one image as localhost/lift-wing/<name>:dev (podman)
+#   make images     build all six images
 #   make prodstack  the production stack as a reference venv, and binaries made with it (for the tests)
 #   make fresh-check  the README's set-up from a fresh clone with no cache (CI runs it)
 #   make bench-ores the ORES API's benchmark (batch vs single calls, cache, ores client)
@@ -39,7 +41,7 @@ export NLTK_SOURCE := $(NLTK_DATA)
 unexport NLTK_DATA
 
 .PHONY: help setup venv wiki models run test lint manifests bench bench-ores prodstack fresh-check nltk-data \
-	wheelhouse clean-venv
+	wheelhouse clean-venv image images
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -78,7 +80,7 @@ word2vec/.generated: dev/word_vectors.py $(wildcard dev/mediawiki_farm/fixtures/
 nltk-data: $(VENV)/.requirements
 	@$(PY) requirements/ensure_nltk_data.py
 
-# Wheels of every image's pins in .state/wheelhouse, so the image smoke tests install offline
+# Wheels of every image's pins in .state/wheelhouse, so the image builds install offline
 # (deploy/wheelhouse.py keeps its own hash stamp: a no-op while requirements are unchanged).
 wheelhouse: $(VENV)/.pth
 	$(PY) -m deploy.wheelhouse
@@ -116,6 +118,16 @@ bench: setup models
 
 bench-ores: setup models
 	$(PY) -m benchmark.ores
+
+# Local images (deploy/containers.py): the project's own podman configuration and storage under .state/,
+# the base built locally under the production name when missing, then the image; podman's layer cache
+# makes a repeated build take seconds.
+image: setup
+	@test -n "$(IMAGE)" || { echo "usage: make image IMAGE=<name> (see deploy/images.py)" >&2; exit 2; }
+	$(PY) -m deploy.containers build $(IMAGE)
+
+images: setup
+	$(PY) -m deploy.containers build --all
 
 clean-venv:
 	rm -rf $(VENV) $(STAMPS)

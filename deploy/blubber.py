@@ -21,12 +21,23 @@ import yaml
 
 from deploy import images
 from deploy.fetch_word_vectors import DEFAULT_BASE_URL
-from deploy.images import IMAGES, LIVES_IN, NLTK_DATA, VENV, VENV_PYTHON, WORD2VEC_DIR, ImageSpec
+from deploy.images import (
+    BASE_IMAGE,
+    BOOTSTRAP_REQUIREMENTS,
+    IMAGES,
+    LIVES_AS,
+    LIVES_IN,
+    NLTK_DATA,
+    RUNS_AS,
+    VENV,
+    VENV_PYTHON,
+    WORD2VEC_DIR,
+    ImageSpec,
+)
 from deploy.seed_table import REPO_ROOT
 
 BLUBBER_FILE = REPO_ROOT / "blubber.yaml"
 FRONTEND = "docker-registry.wikimedia.org/repos/releng/blubber/buildkit:v0.21.1"
-BASE_IMAGE = "docker-registry.wikimedia.org/bookworm"
 TEST_VARIANT = "test"
 TEST_REQUIREMENTS = "requirements/dev.txt"  # every image's packages plus the test tools
 TOOLS_MOUNT = "/srv/deploy-tools"  # deploy/ mounted (not copied) while the word vectors are fetched
@@ -58,7 +69,9 @@ def requirement_builders(requirement_files: list[str]) -> list[dict[str, Any]]:
             # a cheap guard that the constraints really pin versions before pip uses them
             "command": ["grep", "-q", "==", *[f for f in included if f.endswith("constraints.txt")]],
         }})
-    builders.append({"python": {"version": "python3", "venv": VENV, "requirements": [top]}})
+    # bootstrap.txt first: pip, setuptools and wheel (pip builds legacy sdists only with `wheel` present)
+    python = {"version": "python3", "venv": VENV, "requirements": [BOOTSTRAP_REQUIREMENTS, top]}
+    builders.append({"python": python})
     return builders
 
 
@@ -142,8 +155,8 @@ def document() -> dict[str, Any]:
     return {
         "version": "v4",
         "base": BASE_IMAGE,
-        "lives": {"in": LIVES_IN},
-        "runs": {"insecurely": False},
+        "lives": {"in": LIVES_IN, "as": LIVES_AS[0], "uid": LIVES_AS[1], "gid": LIVES_AS[1]},
+        "runs": {"insecurely": False, "as": RUNS_AS[0], "uid": RUNS_AS[1], "gid": RUNS_AS[1]},
         "variants": variants,
     }
 

@@ -4,7 +4,9 @@ One `ImageSpec` per image of the seed table's `image` column. Everything that va
 derived is derived here rather than typed into `blubber.yaml`: the Debian dictionaries come from the
 content languages of the rows the image serves (via `requirements/dictionaries.tsv`), the Python
 requirements from `requirements/<image>.txt` and the files it includes. `deploy.blubber` turns these specs
-into `blubber.yaml`; the image smoke test reads `blubber.yaml` back, so both must agree.
+into `blubber.yaml` (the Deployment Pipeline's input) and `deploy.containerfile` into a container build file
+per image (local builds with podman/docker); `tests/deploy/test_containerfile.py` proves the two agree.
+Adding an image is one `ImageSpec` line in `IMAGES` (plus its requirements file and seed-table rows).
 """
 
 from __future__ import annotations
@@ -15,12 +17,19 @@ from pathlib import Path
 
 from deploy.seed_table import REPO_ROOT, IsvcRow, load_rows
 
+BASE_IMAGE = "docker-registry.wikimedia.org/bookworm"  # production base; built locally by deploy.containers
 LIVES_IN = "/srv/app"  # where the application files live in every image (blubber `lives.in`)
 VENV = "/opt/lib/venv"  # the Blubber-managed virtualenv (python builder `venv`)
 VENV_PYTHON = f"{VENV}/bin/python3"
 NLTK_DATA = f"{LIVES_IN}/nltk_data"
 WORD2VEC_DIR = f"{LIVES_IN}/word2vec"  # revscoring searches `word2vec/` relative to the working directory
 SERVER_PORT = 8080
+# Blubber's default users, written out so the local build file creates the same ones: `lives.as` owns the
+# application and the venv, `runs.as` runs the server and cannot write either (runs.insecurely: false).
+LIVES_AS = ("somebody", 65533)
+RUNS_AS = ("runuser", 900)
+BOOTSTRAP_REQUIREMENTS = "requirements/bootstrap.txt"  # pip, setuptools, wheel: installed before anything
+LOCAL_TAG = "localhost/lift-wing/{name}:dev"  # what `make image IMAGE=<name>` tags the local build
 GRPC_PORT = 8081  # KServe's default port for its V2 gRPC protocol (the outlink predictor serves it)
 
 SHARED_CORE = "python/wikiserve"
@@ -36,6 +45,7 @@ SPELLCHECK_APT = ("libenchant-2-2",)  # pyenchant loads it; the dictionaries plu
 SOURCE_BUILT = ("mmh3", "fasttext")
 COMPILER_APT = ("g++", "python3-dev")
 _INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)\s+(\S+)")
+_REQUIREMENT_FLAGS = ("-r", "--requirement")
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,29 @@ def requirement_closure(path: str, root: Path = REPO_ROOT) -> list[str]:
                 included = (Path(current).parent / match.group(2)).as_posix()
                 pending.append(included)
     return seen
+
+
+def install_order(path: str, root: Path = REPO_ROOT) -> list[str]:
+    """The requirement files `path` pulls in with -r (not -c), each after the files it includes: installing
+    them one by one in this order gives the same packages as installing `path` alone, and lets images
+    that share a base file (common.txt, revscoring-base.txt) share that build layer."""
+    ordered: list[str] = []
+
+    def visit(current: str) -> None:
+        if current in ordered:
+            return
+        for line in (root / current).read_text(encoding="utf-8").splitlines():
+            match = _INCLUDE.match(line)
+            if match and match.group(1) in _REQUIREMENT_FLAGS:
+                visit((Path(current).parent / match.group(2)).as_posix())
+        ordered.append(current)
+
+    visit(path)
+    return ordered
+
+
+def local_tag(name: str) -> str:
+    return LOCAL_TAG.format(name=name)
 
 
 def rows_served(spec: ImageSpec, rows: list[IsvcRow] | None = None) -> list[IsvcRow]:

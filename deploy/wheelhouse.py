@@ -2,10 +2,11 @@
 
     python -m deploy.wheelhouse [--force]
 
-The image smoke test (tests/deploy/test_image_smoke.py) installs each image's requirements into a
-fresh virtualenv the way the image build does, but tests may not download: they install with
-`--no-index --find-links .state/wheelhouse`. This command is the download step (`make setup` runs it);
-it is skipped while the requirement files are unchanged (hash stamp).
+The local image builds (deploy/containerfile.py) cannot reach PyPI from inside a build (outbound TLS is
+re-signed by a proxy the image does not trust), so they install with `--no-index --find-links` from this
+folder, mounted into the build. The host is Debian bookworm with Python 3.11 like the images, so wheels
+compiled here (mmh3, fasttext) work there. This command is the download step (`make setup` runs it); it
+is skipped while the requirement files are unchanged (hash stamp).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from deploy.images import IMAGES, requirement_closure
+from deploy.images import BOOTSTRAP_REQUIREMENTS, IMAGES, requirement_closure
 from deploy.seed_table import REPO_ROOT
 
 WHEELHOUSE = REPO_ROOT / ".state" / "wheelhouse"
@@ -24,7 +25,7 @@ STAMP = ".stamp"
 
 
 def top_level_files() -> list[str]:
-    return [spec.requirements for spec in IMAGES]
+    return [BOOTSTRAP_REQUIREMENTS] + [spec.requirements for spec in IMAGES]
 
 
 def requirements_hash(files: list[str], root: Path = REPO_ROOT) -> str:

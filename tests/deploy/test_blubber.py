@@ -135,13 +135,14 @@ def test_requirements_are_pinned_files_and_everything_they_include_is_copied_fir
         steps = builders(effective_variant(name, config))
         python = [settings for kind, settings in steps if kind == "python"]
         assert len(python) == 1, name
-        top = python[0]["requirements"]
+        bootstrap, top = python[0]["requirements"]
         expected = "requirements/dev.txt" if name == TEST_VARIANT else images.image(name).requirements
-        assert top == [expected], name
+        assert (bootstrap, top) == ("requirements/bootstrap.txt", expected), name
         copied_before = [req for kind, settings in steps[: [k for k, _ in steps].index("python")]
                          for req in settings.get("requirements", [])]
-        closure = images.requirement_closure(top[0])
+        closure = images.requirement_closure(top)
         assert set(closure[1:]) == set(copied_before), name
+        assert images.requirement_closure(bootstrap)[1:] == ["requirements/constraints.txt"]
         assert "requirements/constraints.txt" in closure  # every install is pinned
         assert all((REPO_ROOT / path).is_file() for path in closure), name
 

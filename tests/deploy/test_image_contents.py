@@ -1,0 +1,140 @@
+"""Each built image holds exactly what the image table says, no more: its Debian packages and its Python
+distributions, listed inside the image, against references computed here without the build.
+
+- Debian: the packages added over the base are exactly the table's packages (images.apt_packages) and their
+  Depends/Pre-Depends, followed through the image's own dpkg database (no recommends, nothing else).
+- Python: the venv holds exactly the distributions the image's requirement files name and what those
+  require (followed through the dev venv's metadata, which has the same pins), each at its pinned version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import metadata
+
+import pytest
+from container_runner import podman
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from deploy import images
+from deploy.seed_table import REPO_ROOT
+
+DPKG_FORMAT = r"${Package}\t${db:Status-Status}\t${Pre-Depends}, ${Depends}\t${Provides}\n"
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)")
+
+
+def dpkg_database(tag: str) -> dict[str, tuple[list[list[str]], list[str]]]:
+    """Installed package -> (dependency groups, each a list of alternatives; provided virtual names)."""
+    output = podman("run", "--rm", "--entrypoint", "dpkg-query", tag, "-W", "-f", DPKG_FORMAT).stdout
+    packages = {}
+    for line in output.splitlines():
+        name, status, depends, provides = line.split("\t")
+        if status != "installed":
+            continue
+        groups = [[alt.split()[0].split(":")[0] for alt in group.split("|") if alt.strip()]
+                  for group in depends.split(",") if group.strip()]
+        packages[name] = (groups, [p.split()[0] for p in provides.split(",") if p.strip()])
+    return packages
+
+
+def dependency_closure(roots: list[str], database: dict) -> set[str]:
+    providers: dict[str, set[str]] = {}
+    for name, (_, provides) in database.items():
+        for virtual in provides:
+            providers.setdefault(virtual, set()).add(name)
+    closure: set[str] = set()
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in closure:
+            continue
+        assert name in database, f"{name} is not installed"
+        closure.add(name)
+        for group in database[name][0]:
+            for alternative in group:  # every installed alternative of a dependency is accounted for
+                pending += [p for p in ({alternative} | providers.get(alternative, set())) if p in database]
+    return closure
+
+
+def pins() -> dict[str, str]:
+    found = {}
+    for line in (REPO_ROOT / "requirements" / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            found[canonicalize_name(match.group(1))] = match.group(2)
+    return found
+
+
+def top_requirements(spec: images.ImageSpec) -> list[Requirement]:
+    found = []
+    for path in [images.BOOTSTRAP_REQUIREMENTS, *images.install_order(spec.requirements)]:
+        for line in (REPO_ROOT / path).read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line and not line.startswith("-"):
+                found.append(Requirement(line))
+    return found
+
+
+def python_closure(requirements: list[Requirement]) -> set[str]:
+    """Distribution names the requirements pull in, following each distribution's Requires-Dist."""
+    closure: set[str] = set()
+    pending = [(req, ()) for req in requirements]
+    while pending:
+        requirement, extras = pending.pop()
+        environment = [{"extra": extra} for extra in extras] or [{"extra": ""}]
+        if requirement.marker and not any(requirement.marker.evaluate(env) for env in environment):
+            continue
+        name = canonicalize_name(requirement.name)
+        key = (name, tuple(sorted(requirement.extras)))
+        if key in closure:
+            continue
+        closure.add(key)
+        for line in metadata.distribution(name).requires or []:
+            pending.append((Requirement(line), tuple(sorted(requirement.extras))))
+    return {name for name, _ in closure}
+
+
+def installed_distributions(tag: str) -> dict[str, str]:
+    output = podman("run", "--rm", "--entrypoint", images.VENV_PYTHON, tag, "-m", "pip", "list",
+                    "--format=json", "--disable-pip-version-check").stdout
+    return {canonicalize_name(item["name"]): item["version"] for item in json.loads(output)}
+
+
+@pytest.fixture(scope="module")
+def base_packages(built_images) -> set[str]:
+    return set(dpkg_database(images.BASE_IMAGE))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_debian_packages_are_the_tables_and_their_dependencies(spec, built_images, base_packages):
+    database = dpkg_database(images.local_tag(spec.name))
+    table = images.apt_packages(spec)
+    added = set(database) - base_packages
+    assert set(table) <= set(database)
+    assert added == dependency_closure(table, database) - base_packages
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_python_distributions_are_the_requirements_and_their_dependencies(spec, built_images):
+    installed = installed_distributions(images.local_tag(spec.name))
+    expected = python_closure(top_requirements(spec))
+    assert set(installed) == expected
+    pinned = pins()
+    assert {name: version for name, version in installed.items() if pinned.get(name) != version} == {}
+    assert not {"pytest", "ruff", "tox"} & set(installed)  # test tools stay out of production images
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_images_whose_requirements_pip_compiles_online_have_a_compiler(spec, built_images):
+    # wheels pip had to build here (no PyPI wheel for the pin) are compiled in Blubber's online build
+    wheelhouse = REPO_ROOT / ".state" / "wheelhouse"
+    built_here = {canonicalize_name(p.name.split("-")[0]) for p in wheelhouse.glob("*-linux_x86_64.whl")}
+    assert built_here <= set(images.SOURCE_BUILT)
+    installed = set(installed_distributions(images.local_tag(spec.name)))
+    assert installed & set(images.SOURCE_BUILT) == set(spec.compiled)
+    assert (set(images.COMPILER_APT) <= set(images.apt_packages(spec))) == bool(spec.compiled)
