@@ -41,7 +41,7 @@ def manifest_container(isvc: str, image: str) -> dict:
     """The container spec of `image` in the rendered InferenceService of `isvc` (deploy/render.py)."""
     values = render.Values.load()
     (row,) = [r for r in load_rows() if r.isvc == isvc]
-    (service,) = render.inference_services(values, [row])
+    (service,) = [s for s in render.inference_services(values, [row]) if s["metadata"]["name"] == isvc]
     for component in service["spec"].values():
         for container in component["containers"]:
             if container["image"] == values.image(image):
