@@ -169,7 +169,8 @@ REASONS = {
     "random": ("not a fastText binary", "could not be read as a revscoring model"),
     "truncated": ("truncated",),
     "other-kind": ("not a fastText binary", "could not be read as a revscoring model"),
-    "directory": ("Is a directory", "does not exist"),
+    # revscoring searches a folder for its one model file (wikiserve.model_files): an empty one has none
+    "directory": ("Is a directory", "does not exist", "No model file in"),
     "other-type": ("does not fit a binary model type",),
 }
 CASES = [(kind, damage) for kind in ("revscoring", "predictor") for damage in REASONS

@@ -64,11 +64,12 @@ class EventReceiver:
         return self.wait_until(lambda event: event.get("rev_id") == rev_id, f"rev_id {rev_id}", timeout_s)
 
     def wait_until(self, matches: Callable[[dict[str, Any]], bool], what: str,
-                   timeout_s: float = 10.0) -> dict[str, Any]:
-        """The first received event for which `matches` is true; fails after `timeout_s`."""
+                   timeout_s: float = 10.0, since: int = 0) -> dict[str, Any]:
+        """The first event received after the first `since` ones for which `matches` is true (the receiver is
+        shared by the session: `since=len(receiver.events)` ignores earlier tests' events)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            for event in list(self.events):
+            for event in list(self.events)[since:]:
                 if matches(event):
                     return event
             time.sleep(0.05)
