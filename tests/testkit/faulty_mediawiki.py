@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
+
+from testkit.loopback_forwarder import LoopbackForwarder
 
 FAULT_KINDS = ("delay", "reset", "status", "invalid_json", "truncated", "api_error", "drop_continuation")
 
@@ -33,31 +34,12 @@ class Fault:
     hits: int = field(default=0, init=False)
 
 
-class FaultyMediaWiki:
+class FaultyMediaWiki(LoopbackForwarder):
     def __init__(self, upstream: str = "http://127.0.0.1:8180") -> None:
-        self.upstream = upstream.rstrip("/")
+        super().__init__(upstream)
         self.requests: list[dict[str, str]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FaultyMediaWiki:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
     def inject(self, kind: str, **options: object) -> Fault:
         if kind not in FAULT_KINDS:
@@ -73,23 +55,6 @@ class FaultyMediaWiki:
         with self._lock:
             self._faults.clear()
             self.requests.clear()
-
-    async def _start(self) -> None:
-        # The upstream is the farm: 60 s is far above any delay a test injects; a hung farm fails the call.
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def _stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-        if self._session:
-            await self._session.close()
 
     def _next_fault(self, params: dict[str, str]) -> Fault | None:
         with self._lock:

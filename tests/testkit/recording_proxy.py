@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
+
+from testkit.loopback_forwarder import LoopbackForwarder
 
 
 @dataclass
@@ -33,52 +33,17 @@ class Override:
     delay_s: float = 0.0  # wait this long before forwarding
 
 
-@dataclass
-class RecordingProxy:
-    upstream: str
-    calls: list[Call] = field(default_factory=list)
-    overrides: dict[str, Override] = field(default_factory=dict)  # by path
-    port: int = 0
+class RecordingProxy(LoopbackForwarder):
+    upstream_timeout_s = 120.0
 
-    def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> RecordingProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.calls: list[Call] = []
+        self.overrides: dict[str, Override] = {}  # by path
 
     def clear(self) -> None:
         self.calls.clear()
         self.overrides.clear()
-
-    async def _start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120))
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def _stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
-        if self._session:
-            await self._session.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
