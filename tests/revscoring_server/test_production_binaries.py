@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +146,6 @@ def farm_revisions(farm: Any, dbname: str) -> list[int]:
 @pytest.fixture(scope="session")
 def production_servers(farm: Any) -> Any:
     """One server per binary, each started as its image starts it: INFERENCE_NAME and MODEL_PATH only."""
-    import sys
-
     servers: dict[str, ServerProcess] = {}
     try:
         for name, (isvc, _, _) in BINARIES.items():
