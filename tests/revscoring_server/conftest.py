@@ -19,6 +19,7 @@ from revscoring.features.modifiers import log
 from revscoring.scoring.models import GradientBoosting
 from revscoring_testdata import EVENT_STREAM, EVENTGATE_TIMEOUT_S
 from testkit.event_receiver import EventReceiver
+from testkit.faulty_mediawiki import FaultyMediaWiki
 from testkit.servers import ServerProcess, start_server
 
 from dev.seed_table import revscoring_rows
@@ -98,3 +99,11 @@ def revscoring_all(farm: Any, demo_models: Path, event_receiver: EventReceiver) 
     server = start_server("revscoring-all", args, env, [isvcs[0], isvcs[-1]], timeout_s=300)
     yield server
     assert server.stop() == 0, server.log_tail()
+
+
+@pytest.fixture(scope="module")
+def proxy(farm: Any) -> Iterator[FaultyMediaWiki]:
+    """The farm behind a counting fault proxy, new for each test module (its request counts start at 0)."""
+    proxy = FaultyMediaWiki(farm.url).start()
+    yield proxy
+    proxy.stop()

@@ -21,16 +21,8 @@ from ores_testing import (
     ores_get,
     reference_score,
 )
-from testkit.faulty_mediawiki import FaultyMediaWiki
 from testkit.ores_client import ensure_client_venv, ores_client_score
 from testkit.servers import ServerProcess, start_server
-
-
-@pytest.fixture(scope="module")
-def proxy(farm) -> Iterator[FaultyMediaWiki]:
-    proxy = FaultyMediaWiki(farm.url).start()
-    yield proxy
-    proxy.stop()
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,6 @@ ISVCS = ("enwiki-damaging", "enwiki-goodfaith")
 
 
 @pytest.fixture(scope="module")
-def proxy(farm) -> Iterator[FaultyMediaWiki]:
-    proxy = FaultyMediaWiki(farm.url).start()
-    yield proxy
-    proxy.stop()
-
-
-@pytest.fixture(scope="module")
 def redis() -> Iterator[RedisProcess]:
     with running_redis() as server:
         yield server
