@@ -107,10 +107,11 @@ def python_steps(spec: ImageSpec) -> list[str]:
 
 
 def nltk_steps(spec: ImageSpec) -> list[str]:
-    """Blubber runs NLTK's downloader; here the same corpora are copied from the staged context, owned
-    by root: the pinned NLTK refuses a data folder owned by an account other than root or the one
-    running it (so `lives.as`-owned corpora, as Blubber's builder leaves them, stop the server)."""
-    return [f"COPY {CONTEXT_NLTK_DATA}/corpora/{corpus} {NLTK_DATA}/corpora/{corpus}"
+    """Blubber runs NLTK's downloader as `lives.as`; here the same corpora are copied from the staged
+    context and given to `lives.as` too, so the server meets them as in production: owned by another
+    account than its own, which the pinned NLTK refuses to read in place (the server reads a private copy:
+    revscoring_server/nltk_corpora.py)."""
+    return [f"COPY {chown()} {CONTEXT_NLTK_DATA}/corpora/{corpus} {NLTK_DATA}/corpora/{corpus}"
             for corpus in spec.nltk_corpora]
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from revscoring_server.model import RevscoringModel
+from revscoring_server.nltk_corpora import use_readable_corpora
 from revscoring_server.ores import ores_router
 from revscoring_server.scoring import ModelLoadError
 from revscoring_server.services import UnknownService, find_service
@@ -60,6 +61,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.http_port:
         settings = dataclasses.replace(settings, http_port=args.http_port)
     configure_logging(settings.json_logs, settings.log_level)
+    use_readable_corpora()  # before any model reads stopwords or WordNet
     pool = MediaWikiPool(settings.mediawiki)
     workers = pool_from_values(values)  # extraction in worker processes; see workers.py
     cache = build_score_cache(settings.score_cache)

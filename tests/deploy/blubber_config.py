@@ -1,7 +1,7 @@
 """Reads blubber.yaml the way Blubber combines it: top level + `includes` + the variant itself.
 
-Shared by the blubber, pipeline and image smoke tests, so they all look at the committed file (what CI
-builds), not at the generator that wrote it.
+Shared by the blubber, pipeline, build-file and manifest tests, so they all look at the committed file
+(what CI builds), not at the generator that wrote it.
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ def from_container(url: str) -> str:
 def manifest_container(isvc: str, image: str) -> dict:
     """The container spec of `image` in the rendered InferenceService of `isvc` (deploy/render.py)."""
     values = render.Values.load()
-    (row,) = [r for r in load_rows() if r.isvc == isvc]
-    (service,) = [s for s in render.inference_services(values, [row]) if s["metadata"]["name"] == isvc]
+    rows = [r for r in load_rows() if r.isvc == isvc]  # none for `ores`, which serves no model
+    (service,) = [s for s in render.inference_services(values, rows) if s["metadata"]["name"] == isvc]
     for component in service["spec"].values():
         for container in component["containers"]:
             if container["image"] == values.image(image):
@@ -62,13 +62,17 @@ class Container:
     """One `podman run -d` of an image; `stop()` is `podman stop`, `remove()` cleans up."""
 
     def __init__(self, image: str, env: dict[str, str], memory: str, model_dir: Path | None,
-                 args: Sequence[str] = (), label: str = "test") -> None:
+                 args: Sequence[str] = (), label: str = "test", more_ports: Sequence[int] = ()) -> None:
+        """`more_ports`: container ports published besides 8080, each on a free host port (`published`)."""
         self.name = f"lift-wing-test-{label}-{uuid.uuid4().hex[:8]}"
-        self.port = free_port()
+        self.published = {inside: free_port() for inside in (8080, *more_ports)}
+        self.port = self.published[8080]
         self.url = f"http://127.0.0.1:{self.port}"
         command = ["run", "-d", "--name", self.name, "--read-only", "--read-only-tmpfs=false",
                    "--tmpfs", "/tmp:rw,size=256m", "--memory", str(memory_bytes(memory)),
-                   "--network", NETWORK, "-p", f"127.0.0.1:{self.port}:8080"]
+                   "--network", NETWORK]
+        for inside, outside in self.published.items():
+            command += ["-p", f"127.0.0.1:{outside}:{inside}"]
         if model_dir is not None:
             # the model file alone: the demo folders also hold a fingerprint, and a server refuses to
             # guess between several files in /mnt/models (production's folder holds model.bin only)
@@ -90,16 +94,21 @@ class Container:
     def running(self) -> bool:
         return self.inspect()["State"]["Running"]
 
-    def wait_ready(self, model: str, timeout_s: float = READY_TIMEOUT_S) -> float:
-        """Seconds from now until `GET /v1/models/<model>` says ready; fails with the log otherwise."""
+    def wait_ready(self, model: str | None, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Seconds from now until `GET /v1/models/<model>` says ready (model None: until KServe's liveness
+        route `/` answers 200, the probe of a server without a model); fails with the log otherwise."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             if not self.running():
                 raise AssertionError(f"{self.name} exited:\n{self.logs()}")
             try:
-                response = requests.get(f"{self.url}/v1/models/{model}", timeout=2)
-                if response.status_code == 200 and response.json().get("ready") is True:
-                    return time.monotonic() - started
+                if model is None:
+                    if requests.get(f"{self.url}/", timeout=2).status_code == 200:
+                        return time.monotonic() - started
+                else:
+                    response = requests.get(f"{self.url}/v1/models/{model}", timeout=2)
+                    if response.status_code == 200 and response.json().get("ready") is True:
+                        return time.monotonic() - started
             except requests.RequestException:
                 pass
             time.sleep(0.25)

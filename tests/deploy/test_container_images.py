@@ -4,7 +4,9 @@ The images are built once per session (`built_images`, tests/deploy/conftest.py;
 skipped in seconds). Each test runs an image's container with its manifest's settings (container_runner)
 against the local MediaWiki farm and checks: non-root, read-only root with only /tmp writable, the model
 read-only at /mnt/models, the manifest's environment and memory limit, ready, one real prediction, a 4xx
-for a bad request, and on `podman stop` a drained in-flight request and exit code 0.
+for a bad request, and on `podman stop` a drained in-flight request and exit code 0. The outlink pair also
+posts its topic event and answers V2 over REST and gRPC; the `ores` image answers ORES's API in front of a
+model image's container.
 
 MediaWiki is reached through the fault proxy of testkit (it forwards to the real farm) only so that one
 request can be held in flight while the container is stopped; every answer is the farm's own.
@@ -12,17 +14,24 @@ request can be held in flight while the container is stopped; every answer is th
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
+import grpc
+import jsonschema
 import pytest
+import requests
 from container_runner import Container, from_container, manifest_container, memory_bytes
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from testkit.faulty_mediawiki import FaultyMediaWiki
 
 from deploy import images
-from deploy.seed_table import load_rows
+from deploy.seed_table import REPO_ROOT, load_rows
 
 # One inference service per revscoring image: the one its container serves in the test.
 SERVES = {
@@ -32,6 +41,7 @@ SERVES = {
     "topic": "enwiki-articletopic",
 }
 OUTLINK = "outlink-topic-model"
+SHARED = REPO_ROOT.parent / "shared"
 DRAIN_DELAY_S = 3.0  # how long the proxy holds the in-flight request's MediaWiki call
 STARTUP_TIMES: dict[str, float] = {}
 
@@ -70,10 +80,14 @@ def manifest_env(isvc: str, image: str, wiki_url: str | None) -> tuple[dict[str,
 
 
 def run(image: str, isvc: str, demo_models, started: list, wiki_url: str | None, model: bool = True,
-        args: tuple[str, ...] = ()) -> tuple[Container, dict[str, str], str]:
+        args: tuple[str, ...] = (), more_env: dict[str, str] | None = None,
+        more_ports: tuple[int, ...] = ()) -> tuple[Container, dict[str, str], str]:
+    """`image` started as the manifest of `isvc` runs it; `more_env` overrides or adds settings (the test's
+    own endpoints)."""
     env, memory = manifest_env(isvc, image, wiki_url)
+    env.update(more_env or {})
     container = Container(images.local_tag(image), env, memory, demo_models / isvc if model else None,
-                          args=args, label=image)
+                          args=args, label=image, more_ports=more_ports)
     started.append(container)
     return container, env, memory
 
@@ -137,6 +151,10 @@ def test_revscoring_image_runs_as_production_runs_it(image, built_images, farm, 
     container, env, memory = run(image, isvc, demo_models, started, from_container(mediawiki.url))
     STARTUP_TIMES[image] = container.wait_ready(isvc)
     assert_runs_as_production(container, env, memory, model=True)
+    # the corpora are the build account's, as Blubber leaves them; the server reads its own copy
+    corpus = f"{images.NLTK_DATA}/corpora/stopwords"
+    assert container.exec("stat", "-c", "%U", corpus).stdout.strip() == images.LIVES_AS[0]
+    assert f"NLTK data {images.NLTK_DATA} belongs to another account" in container.logs()
     (row,) = [r for r in load_rows() if r.isvc == isvc]
     rev_id = wiki_entry(farm.manifest, row.dbname)["special"]["good_rev_id"]
     response = container.predict(isvc, {"rev_id": rev_id})
@@ -154,8 +172,13 @@ def test_revscoring_image_runs_as_production_runs_it(image, built_images, farm, 
 
 @pytest.mark.slow
 def test_outlink_transformer_and_predictor_run_as_two_containers(built_images, farm, mediawiki, demo_models,
-                                                                 started):
-    predictor, env, memory = run("outlink", OUTLINK, demo_models, started, wiki_url=None)
+                                                                 event_receiver, started):
+    """Plus what the outlink predictor adds: the page-change event through the transformer makes one topic
+    event (EventGate: the session's receiver), and the predictor answers V2 over REST and gRPC."""
+    # WIKI_URL too, which the manifest leaves to the transformer: V2 clients call the predictor directly
+    predictor_env = {**eventgate(event_receiver), "WIKI_URL": from_container(mediawiki.url)}
+    predictor, env, memory = run("outlink", OUTLINK, demo_models, started, wiki_url=None,
+                                 more_env=predictor_env, more_ports=(images.GRPC_PORT,))
     STARTUP_TIMES["outlink"] = predictor.wait_ready(OUTLINK)
     assert_runs_as_production(predictor, env, memory, model=True)
     transformer, t_env, t_memory = run(
@@ -163,12 +186,88 @@ def test_outlink_transformer_and_predictor_run_as_two_containers(built_images, f
         args=(f"--predictor_host={from_container(predictor.url).removeprefix('http://')}",))
     STARTUP_TIMES["outlink-transformer"] = transformer.wait_ready(OUTLINK)
     assert_runs_as_production(transformer, t_env, t_memory, model=False)
-    title = wiki_entry(farm.manifest, "enwiki")["special"]["many_links_title"]
-    response = transformer.predict(OUTLINK, {"lang": "en", "page_title": title})
+    english = wiki_entry(farm.manifest, "enwiki")
+    request = {"lang": "en", "page_title": english["special"]["many_links_title"]}
+    response = transformer.predict(OUTLINK, request)
     assert response.status_code == 200, response.text
     results = response.json()["prediction"]["results"]
     assert results and all(0.0 <= item["score"] <= 1.0 for item in results), response.text
     refused = transformer.predict(OUTLINK, {"lang": "en"})
     assert refused.status_code == 400 and "page_title" in refused.json()["error"], refused.text
-    predict_while_stopping(transformer, OUTLINK, {"lang": "en", "page_title": title}, mediawiki)
+    assert_page_change_makes_one_valid_event(transformer, english, event_receiver)
+    assert_v2_rest_and_grpc_answer_as_v1(predictor, request, response.json())
+    predict_while_stopping(transformer, OUTLINK, request, mediawiki)
     assert predictor.stop() == 0, predictor.logs()
+
+
+def eventgate(receiver) -> dict[str, str]:
+    return {"EVENTGATE_URL": from_container(receiver.url), "EVENTGATE_STREAM": "container-test.topics"}
+
+
+def assert_page_change_makes_one_valid_event(transformer: Container, english: dict, receiver) -> None:
+    """A page-change event (valid by its schema) through the transformer: one topic event reaches EventGate,
+    valid by the output schema and naming the topics of the answer."""
+    page = next(p for p in english["pages"] if p["title"] == english["special"]["redirect_target"])
+    request_id = str(uuid.uuid4())
+    event = {"$schema": "/mediawiki/page/change/1.0.0", "wiki_id": "enwiki", "dt": "2024-01-02T03:04:05Z",
+             "meta": {"stream": "mediawiki.page_change.v1", "domain": "en.wikipedia.org",
+                      "request_id": request_id},
+             "page_change_kind": "edit", "changelog_kind": "update",
+             "page": {"page_id": page["page_id"], "page_title": page["title"].replace(" ", "_"),
+                      "namespace_id": 0},
+             "revision": {"rev_id": page["rev_ids"][-1], "rev_dt": "2024-01-02T03:04:05Z"},
+             "performer": {"user_text": "Farm Veteran"}}
+    event_schema("mediawiki.page.change.1.0.0.json").validate(event)
+    since = len(receiver.events)
+    response = transformer.predict(OUTLINK, {"event": event})
+    assert response.status_code == 200, response.text
+    sent = receiver.wait_until(lambda e: e.get("meta", {}).get("request_id") == request_id,
+                               f"request_id {request_id}", since=since)
+    event_schema("mediawiki.page.prediction_classification_change.1.0.0.json").validate(sent)
+    assert sent["predicted_classification"]["predictions"] == [
+        r["topic"] for r in response.json()["prediction"]["results"]]
+    time.sleep(0.5)  # once only: a second copy would have arrived by now
+    assert len(receiver.matching(lambda e: e.get("meta", {}).get("request_id") == request_id)) == 1
+
+
+def event_schema(name: str) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(json.loads((SHARED / "schemas" / "events" / name).read_text()))
+
+
+def assert_v2_rest_and_grpc_answer_as_v1(predictor: Container, request: dict, v1_body: dict) -> None:
+    """The predictor's V2 answers (REST on 8080, gRPC on GRPC_PORT), with real clients, equal its V1 one."""
+    payload = json.dumps(request)
+    rest = requests.post(f"{predictor.url}/v2/models/{OUTLINK}/infer", timeout=60, json={
+        "inputs": [{"name": "request", "shape": [1], "datatype": "BYTES", "data": [payload]}]})
+    assert rest.status_code == 200, rest.text
+    assert json.loads(rest.json()["outputs"][0]["data"][0]) == v1_body
+    tensor = pb.ModelInferRequest.InferInputTensor(
+        name="request", datatype="BYTES", shape=[1],
+        contents=pb.InferTensorContents(bytes_contents=[payload.encode()]))
+    with grpc.insecure_channel(f"127.0.0.1:{predictor.published[images.GRPC_PORT]}") as channel:
+        answer = GRPCInferenceServiceStub(channel).ModelInfer(
+            pb.ModelInferRequest(model_name=OUTLINK, inputs=[tensor]), timeout=60)
+    assert json.loads(answer.outputs[0].contents.bytes_contents[0]) == v1_body
+
+
+@pytest.mark.slow
+def test_ores_image_serves_the_ores_api_in_front_of_a_model_image(built_images, farm, mediawiki,
+                                                                  demo_models, started):
+    """The ores image as its manifest runs it, LIFTWING_URL pointing at the editquality image's container
+    serving enwiki-damaging: an ORES request is answered with that service's own batch answer."""
+    isvc = SERVES["editquality"]
+    model, _, _ = run("editquality", isvc, demo_models, started, from_container(mediawiki.url))
+    model.wait_ready(isvc)
+    ores, env, memory = run("ores", "ores", demo_models, started, wiki_url=None, model=False,
+                            more_env={"LIFTWING_URL": from_container(model.url)})
+    STARTUP_TIMES["ores"] = ores.wait_ready(None)
+    assert_runs_as_production(ores, env, memory, model=False)
+    rev_id = wiki_entry(farm.manifest, "enwiki")["special"]["good_rev_id"]
+    response = requests.get(f"{ores.url}/v3/scores/enwiki/{rev_id}/damaging", timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json() == model.predict(isvc, {"rev_ids": [rev_id]}).json()
+    assert "probability" in response.json()["enwiki"]["scores"][str(rev_id)]["damaging"]["score"]
+    refused = requests.get(f"{ores.url}/v3/scores/enwiki/", params={"models": "damaging", "revids": "x"},
+                           timeout=60)
+    assert refused.status_code == 400 and "revids" in refused.json()["error"]["message"], refused.text
+    assert ores.stop() == 0, ores.logs()

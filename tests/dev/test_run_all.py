@@ -107,7 +107,7 @@ def test_the_outlink_model_answers_events_and_both_v2_protocols(farm, run_all, g
              "page": {"page_id": page["page_id"], "page_title": page["title"], "namespace_id": 0},
              "revision": {"rev_id": page["rev_ids"][-1], "rev_dt": "2024-01-02T03:04:05Z"},
              "performer": {"user_text": "Farm Veteran"}}
-    before = len(event_receiver.events)  # the image smoke tests sent events for the same page
+    before = len(event_receiver.events)  # other tests sent events for the same page
     response = requests.post(f"{server.url}/v1/models/{OUTLINK_ISVC}:predict", json={"event": event},
                              timeout=120)
     assert response.status_code == 200, response.text

@@ -1,0 +1,79 @@
+"""NLTK corpora the serving account is allowed to read.
+
+The pinned NLTK (3.10) reads a corpus only when every entry in it belongs to root or to the account
+reading it, and has no group or world write bit (its guard against planted data files). Blubber's NLTK
+builder runs at build time as the image's `lives.as` account (`somebody`) while the server runs as
+`runs.as` (`runuser`), so NLTK would refuse every corpus the build downloaded, and no revscoring model
+that reads stopwords or WordNet could load.
+
+So, before any model loads, each folder on NLTK's data path that holds an entry of another account is
+copied into a new private folder (mode 0700, under the temporary directory: `/tmp`, the one writable place
+of a read-only container), owned by the serving account, and the copy takes the folder's place on the
+path and in NLTK_DATA. Folders of root's or of the serving account are read in place, as before. The
+copies are read, never trusted blindly: the corpora are readable by everyone (Blubber's files are 0644),
+and a copy made by this process is exactly as trustworthy as the image it was read from.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+logger = logging.getLogger("revscoring_server.nltk_corpora")
+
+
+def entry_of_another_account(folder: Path) -> Path | None:
+    """The first entry under `folder` that NLTK would not trust (by owner or write bits), or None."""
+    trusted = {0, os.geteuid()}
+    for current, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            entry = Path(current, name)
+            info = entry.lstat()
+            if info.st_uid not in trusted or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return entry
+    return None
+
+
+def private_copy(folder: Path, parent: str | None = None) -> Path:
+    """`folder` copied into a new folder of this account's (0700; directories 0700, files 0600)."""
+    copy = Path(tempfile.mkdtemp(prefix="nltk_data-", dir=parent))
+    shutil.copytree(folder, copy, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    os.chmod(copy, 0o700)  # copytree gave it the source folder's mode
+    for current, dirs, files in os.walk(copy):
+        for name in dirs:
+            os.chmod(Path(current, name), 0o700)
+        for name in files:
+            os.chmod(Path(current, name), 0o600)
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(copy, ignore_errors=True))
+    return copy
+
+
+def use_readable_corpora(environ: dict[str, str] | os._Environ = os.environ,
+                         parent: str | None = None) -> dict[str, str]:
+    """Replaces every folder on NLTK's data path that NLTK would refuse with a private copy (see the module
+    docstring). Returns {original folder: its copy}; empty when every folder is trusted as it is."""
+    import nltk.data
+
+    replaced: dict[str, str] = {}
+    for index, entry in enumerate(list(nltk.data.path)):
+        folder = Path(str(entry))
+        if not folder.is_dir():
+            continue
+        foreign = entry_of_another_account(folder)
+        if foreign is None:
+            continue
+        copy = private_copy(folder, parent)
+        nltk.data.path[index] = str(copy)
+        replaced[str(entry)] = str(copy)
+        logger.info(f"NLTK data {folder} belongs to another account ({foreign} is owned by uid "
+                    f"{foreign.lstat().st_uid}); reading a private copy in {copy}")
+    if replaced and environ.get("NLTK_DATA"):
+        environ["NLTK_DATA"] = os.pathsep.join(
+            replaced.get(part, part) for part in environ["NLTK_DATA"].split(os.pathsep))
+    return replaced
