@@ -23,6 +23,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .state/setup
+WHEELHOUSE := .state/wheelhouse
 REQUIREMENTS := $(filter-out requirements/apt-%.txt,$(wildcard requirements/*.txt))
 APT_LISTS := $(wildcard requirements/apt-*.txt) requirements/dictionaries.tsv requirements/install-apt.sh
 PTH_FILE_NAME := lift-wing-dev.pth
@@ -55,11 +56,14 @@ $(STAMPS)/apt: $(APT_LISTS)
 	requirements/install-apt.sh
 	@mkdir -p $(@D) && touch $@
 
-# The venv is (re)installed only when a requirements file changed; pins come from constraints.txt.
-$(VENV)/.requirements: $(REQUIREMENTS) | $(STAMPS)/apt
+# The venv is (re)installed only when a requirements file changed; pins come from constraints.txt. Every
+# wheel is fetched (or compiled) once, into the wheelhouse the image builds read too (deploy/wheelhouse.py,
+# which needs only the standard library), and the venv installs from there, offline.
+$(VENV)/.requirements: $(REQUIREMENTS) deploy/wheelhouse.py | $(STAMPS)/apt
 	test -x $(PY) || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements/bootstrap.txt
-	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PY) -m deploy.wheelhouse
+	$(PY) -m pip install --quiet --no-index --find-links $(WHEELHOUSE) -r requirements/dev.txt
 	$(PY) -m pip check
 	touch $@
 
@@ -80,8 +84,8 @@ word2vec/.generated: dev/word_vectors.py $(wildcard dev/mediawiki_farm/fixtures/
 nltk-data: $(VENV)/.requirements
 	@$(PY) requirements/ensure_nltk_data.py
 
-# Wheels of every image's pins in .state/wheelhouse, so the image builds install offline
-# (deploy/wheelhouse.py keeps its own hash stamp: a no-op while requirements are unchanged).
+# Wheels of every pin (the venv's and the images') in .state/wheelhouse, so the venv and the image builds
+# install offline (deploy/wheelhouse.py keeps its own hash stamp: a no-op while requirements are unchanged).
 wheelhouse: $(VENV)/.pth
 	$(PY) -m deploy.wheelhouse
 

@@ -14,9 +14,10 @@ The build files are generated on every build and never committed (`make image` w
 `.state/images/<name>.Containerfile` to read): their input includes files that only exist after
 `make setup` (the word vectors' digest), and `blubber.yaml` stays the one committed build definition.
 
-Layers are ordered so that images share them: users, then Debian packages from the most shared group to
-the least (Python; compiler; enchant), the venv with each requirement file in include order (common.txt,
-revscoring-base.txt, then the image's own), and only then each image's dictionaries, data and sources.
+Layers are ordered so that images share them: users, Python, the venv with the requirement files every
+image installs (common.txt), then the family's Debian packages from the most shared group to the least
+(compiler; enchant), the family's requirement files in include order (revscoring-base.txt, then the
+image's own), and only then each image's dictionaries, data and sources.
 """
 
 from __future__ import annotations
@@ -61,15 +62,19 @@ def apt_install(packages: list[str]) -> str:
             f"--no-install-recommends {' '.join(packages)} && rm -rf /var/lib/apt/lists/*")
 
 
-def shared_apt_groups(spec: ImageSpec) -> list[list[str]]:
-    """The image's Debian packages other images have too, in layers, most widely shared first (with the
-    dictionaries, together `images.apt_packages`)."""
-    groups = [list(images.PYTHON_APT)]
+def family_apt_groups(spec: ImageSpec) -> list[list[str]]:
+    """The image's Debian packages beyond Python that other images have too, in layers, the most widely
+    shared first (with Python and the dictionaries, together `images.apt_packages`)."""
+    groups = []
     if spec.compiled:
         groups.append(list(images.COMPILER_APT))
     if spec.revscoring:
         groups.append(list(images.SPELLCHECK_APT))
     return groups
+
+
+def files_every_image_installs() -> set[str]:
+    return set.intersection(*(set(images.install_order(other.requirements)) for other in images.IMAGES))
 
 
 def users() -> str:
@@ -91,13 +96,19 @@ def chown() -> str:
 
 def python_steps(spec: ImageSpec) -> list[str]:
     """The venv, then each requirement file (copied where Blubber copies it: under lives.in) installed in
-    include order; constraints.txt is copied with the first file and applies through each file's `-c`."""
+    include order; constraints.txt is copied with the first file and applies through each file's `-c`.
+    The files every image installs (common.txt) go first, so all images share those layers; the family's
+    Debian packages (compiler, enchant) follow them, as root, before the family's own files."""
     owner = LIVES_AS[0]
     steps = [f"RUN install -d -o {owner} -g {owner} {LIVES_IN} {VENV}", f"USER {owner}",
              f"WORKDIR {LIVES_IN}", f"RUN python3 -m venv {VENV}"]
     constraints = [f for f in images.requirement_closure(spec.requirements) if f.endswith("constraints.txt")]
+    shared, family_packages = files_every_image_installs(), family_apt_groups(spec)
     copied: set[str] = set()
     for requirement in [BOOTSTRAP_REQUIREMENTS, *images.install_order(spec.requirements)]:
+        if family_packages and requirement != BOOTSTRAP_REQUIREMENTS and requirement not in shared:
+            steps += ["USER root", *[apt_install(group) for group in family_packages], f"USER {owner}"]
+            family_packages = []
         new = [f for f in [*constraints, requirement] if f not in copied]
         copied.update(new)
         steps.append(f"COPY {chown()} {' '.join(new)} requirements/")
@@ -145,8 +156,8 @@ def copy_steps(spec: ImageSpec) -> list[str]:
 
 def render(spec: ImageSpec) -> str:
     dictionaries = images.dictionary_packages(spec)
-    lines = [HEADER.format(name=spec.name).rstrip("\n"), f"FROM {BASE_IMAGE}", users()]
-    lines += [apt_install(group) for group in shared_apt_groups(spec)]
+    lines = [HEADER.format(name=spec.name).rstrip("\n"), f"FROM {BASE_IMAGE}", users(),
+             apt_install(list(images.PYTHON_APT))]
     lines += python_steps(spec)
     if dictionaries:  # per image: after the shared venv layers, as root
         lines += ["USER root", apt_install(dictionaries), f"USER {LIVES_AS[0]}"]

@@ -1,12 +1,15 @@
-"""Fills `.state/wheelhouse/` with wheels of every production image's pinned requirements.
+"""Fills `.state/wheelhouse/` with wheels of every pinned requirement: the development venv's and every
+production image's.
 
     python -m deploy.wheelhouse [--force]
 
 The local image builds (deploy/containerfile.py) cannot reach PyPI from inside a build (outbound TLS is
 re-signed by a proxy the image does not trust), so they install with `--no-index --find-links` from this
 folder, mounted into the build. The host is Debian bookworm with Python 3.11 like the images, so wheels
-compiled here (mmh3, fasttext) work there. This command is the download step (`make setup` runs it); it
-is skipped while the requirement files are unchanged (hash stamp).
+compiled here (mmh3, fasttext) work there. This command is the set-up's only download of Python packages:
+`make setup` runs it right after the venv's build tools and installs the venv from here, so each wheel is
+fetched or compiled once. It is skipped while the requirement files are unchanged (hash stamp), and it
+imports only the standard library and deploy.images, so the new venv can run it before anything else.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ WHEELHOUSE = REPO_ROOT / ".state" / "wheelhouse"
 STAMP = ".stamp"
 
 
+DEV_REQUIREMENTS = "requirements/dev.txt"
+
+
 def top_level_files() -> list[str]:
-    return [BOOTSTRAP_REQUIREMENTS] + [spec.requirements for spec in IMAGES]
+    return [BOOTSTRAP_REQUIREMENTS, DEV_REQUIREMENTS] + [spec.requirements for spec in IMAGES]
 
 
 def requirements_hash(files: list[str], root: Path = REPO_ROOT) -> str:

@@ -58,7 +58,7 @@ def corpora(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built_by_another_account(corpora, tmp_path_factory) -> Path:
     if os.geteuid() != 0:
-        pytest.skip("needs root (CI's account) to give files to another account")
+        pytest.skip("absent: root, which giving files to another account needs (CI runs as root)")
     folder = tmp_path_factory.mktemp("foreign") / "nltk_data"
     shutil.copytree(corpora, folder)
     for path in [folder, *folder.rglob("*")]:
