@@ -41,7 +41,7 @@ OUTLINK_PATH = (f"{LIVES_IN}/python", f"{LIVES_IN}/outlink-topic-model")
 PYTHON_APT = ("python3", "python3-venv")  # Debian bookworm's Python 3.11; the venv is built from it
 SPELLCHECK_APT = ("libenchant-2-2",)  # pyenchant loads it; the dictionaries plug into its providers
 # PyPI has no Python 3.11 wheel for these pins, so pip compiles them during the image build (the image
-# image contents test checks this list against the wheels it had to build locally).
+# contents test checks this list against the wheels it had to build locally).
 SOURCE_BUILT = ("mmh3", "fasttext")
 COMPILER_APT = ("g++", "python3-dev")
 _INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)\s+(\S+)")

@@ -25,8 +25,6 @@ from deploy.seed_table import REPO_ROOT
 
 WHEELHOUSE = REPO_ROOT / ".state" / "wheelhouse"
 STAMP = ".stamp"
-
-
 DEV_REQUIREMENTS = "requirements/dev.txt"
 
 

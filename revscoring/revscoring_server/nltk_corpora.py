@@ -6,12 +6,13 @@ builder runs at build time as the image's `lives.as` account (`somebody`) while 
 `runs.as` (`runuser`), so NLTK would refuse every corpus the build downloaded, and no revscoring model
 that reads stopwords or WordNet could load.
 
-So, before any model loads, each folder on NLTK's data path that holds an entry of another account is
-copied into a new private folder (mode 0700, under the temporary directory: `/tmp`, the one writable place
-of a read-only container), owned by the serving account, and the copy takes the folder's place on the
-path and in NLTK_DATA. Folders of root's or of the serving account are read in place, as before. The
-copies are read, never trusted blindly: the corpora are readable by everyone (Blubber's files are 0644),
-and a copy made by this process is exactly as trustworthy as the image it was read from.
+So, before any model loads, each folder on NLTK's data path that NLTK would refuse only because its
+entries belong to the account that owns this server's own code (the image's `lives.as`) is copied into a
+new private folder (mode 0700, under the temporary directory: `/tmp`, the one writable place of a
+read-only container), owned by the serving account, and the copy takes the folder's place on the path and
+in NLTK_DATA. Trusting the data of the account whose code already runs here adds no trust. Anything else
+NLTK refuses stays refused: entries of any other account, and entries with a group or world write bit.
+Folders of root's or of the serving account are read in place, as before.
 """
 
 from __future__ import annotations
@@ -27,16 +28,22 @@ from pathlib import Path
 logger = logging.getLogger("revscoring_server.nltk_corpora")
 
 
-def entry_of_another_account(folder: Path) -> Path | None:
-    """The first entry under `folder` that NLTK would not trust (by owner or write bits), or None."""
+def entries_to_copy(folder: Path, code_owner: int) -> list[Path] | None:
+    """The entries under `folder` NLTK would refuse, when every one of them belongs to `code_owner` and none
+    has a group or world write bit; None when some other entry makes the folder untrustworthy."""
     trusted = {0, os.geteuid()}
+    foreign: list[Path] = []
     for current, dirs, files in os.walk(folder):
         for name in dirs + files:
             entry = Path(current, name)
             info = entry.lstat()
-            if info.st_uid not in trusted or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return entry
-    return None
+            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return None
+            if info.st_uid not in trusted:
+                if info.st_uid != code_owner:
+                    return None
+                foreign.append(entry)
+    return foreign
 
 
 def private_copy(folder: Path, parent: str | None = None) -> Path:
@@ -54,25 +61,26 @@ def private_copy(folder: Path, parent: str | None = None) -> Path:
     return copy
 
 
-def use_readable_corpora(environ: dict[str, str] | os._Environ = os.environ,
-                         parent: str | None = None) -> dict[str, str]:
-    """Replaces every folder on NLTK's data path that NLTK would refuse with a private copy (see the module
-    docstring). Returns {original folder: its copy}; empty when every folder is trusted as it is."""
+def use_readable_corpora(environ: dict[str, str] | os._Environ = os.environ, parent: str | None = None,
+                         code_owner: int | None = None) -> dict[str, str]:
+    """Replaces every folder on NLTK's data path that NLTK refuses only because `code_owner` (default: the
+    owner of this module's file) owns entries of it with a private copy (see the module docstring). Returns
+    {original folder: its copy}; empty when every folder is read as it is."""
     import nltk.data
 
+    if code_owner is None:
+        code_owner = Path(__file__).stat().st_uid
     replaced: dict[str, str] = {}
     for index, entry in enumerate(list(nltk.data.path)):
         folder = Path(str(entry))
-        if not folder.is_dir():
-            continue
-        foreign = entry_of_another_account(folder)
-        if foreign is None:
+        foreign = entries_to_copy(folder, code_owner) if folder.is_dir() else None
+        if not foreign:
             continue
         copy = private_copy(folder, parent)
         nltk.data.path[index] = str(copy)
         replaced[str(entry)] = str(copy)
-        logger.info(f"NLTK data {folder} belongs to another account ({foreign} is owned by uid "
-                    f"{foreign.lstat().st_uid}); reading a private copy in {copy}")
+        logger.info(f"NLTK data {folder} belongs to another account (uid {code_owner}, which owns this "
+                    f"server's code); reading a private copy in {copy}")
     if replaced and environ.get("NLTK_DATA"):
         environ["NLTK_DATA"] = os.pathsep.join(
             replaced.get(part, part) for part in environ["NLTK_DATA"].split(os.pathsep))
