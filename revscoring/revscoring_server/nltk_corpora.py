@@ -28,22 +28,21 @@ from pathlib import Path
 logger = logging.getLogger("revscoring_server.nltk_corpora")
 
 
-def entries_to_copy(folder: Path, code_owner: int) -> list[Path] | None:
-    """The entries under `folder` NLTK would refuse, when every one of them belongs to `code_owner` and none
-    has a group or world write bit; None when some other entry makes the folder untrustworthy."""
+def refused_only_for_the_code_owner(folder: Path, code_owner: int) -> bool:
+    """True when NLTK would refuse `folder` and every entry it would refuse belongs to `code_owner`, with no
+    group or world write bit anywhere; False when NLTK reads it as it is, or an entry stays untrusted."""
     trusted = {0, os.geteuid()}
-    foreign: list[Path] = []
+    refused = False
     for current, dirs, files in os.walk(folder):
         for name in dirs + files:
-            entry = Path(current, name)
-            info = entry.lstat()
+            info = Path(current, name).lstat()
             if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return None
+                return False
             if info.st_uid not in trusted:
                 if info.st_uid != code_owner:
-                    return None
-                foreign.append(entry)
-    return foreign
+                    return False
+                refused = True
+    return refused
 
 
 def private_copy(folder: Path, parent: str | None = None) -> Path:
@@ -73,8 +72,7 @@ def use_readable_corpora(environ: dict[str, str] | os._Environ = os.environ, par
     replaced: dict[str, str] = {}
     for index, entry in enumerate(list(nltk.data.path)):
         folder = Path(str(entry))
-        foreign = entries_to_copy(folder, code_owner) if folder.is_dir() else None
-        if not foreign:
+        if not folder.is_dir() or not refused_only_for_the_code_owner(folder, code_owner):
             continue
         copy = private_copy(folder, parent)
         nltk.data.path[index] = str(copy)
