@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from testkit.servers import REPO_ROOT, ServerProcess
+from testkit.servers import REPO_ROOT, SOURCE_PATHS, ServerProcess
 
 TESTS_DIR = REPO_ROOT / "tests"
 
@@ -88,7 +88,7 @@ def server_env(wiki_url: str, model_path: Path, **extra: str) -> dict[str, str]:
 def without_fasttext(tmp: Path) -> dict[str, str]:
     """PYTHONPATH with a `fasttext` that cannot be imported in front: the transformer image has none."""
     (tmp / "fasttext.py").write_text(NO_FASTTEXT_STUB)
-    return {"PYTHONPATH": os.pathsep.join([str(tmp), str(TESTS_DIR)])}
+    return {"PYTHONPATH": os.pathsep.join([str(tmp), *(str(path) for path in SOURCE_PATHS)])}
 
 
 def start_servers(specs: list[ServerSpec]) -> list[ServerProcess]:

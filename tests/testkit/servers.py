@@ -15,6 +15,7 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / ".state" / "test-logs"
+SOURCE_PATHS = tuple(REPO_ROOT / folder for folder in ("tests", "python", "revscoring", "outlink-topic-model"))
 
 
 # What a server process gets from the caller's environment; everything else is what the test passes. A
@@ -25,8 +26,9 @@ INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "NLTK_DATA")
 def server_environment(env: Mapping[str, str]) -> dict[str, str]:
     """The complete environment of a server subprocess: a few inherited basics plus `env`."""
     inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
-    # The venv's .pth file puts the source folders on sys.path; tests/ is added for test-only servers.
-    return {**inherited, "PYTHONPATH": str(REPO_ROOT / "tests"), **env}
+    # The checkout's own source folders come first (the venv's .pth file may name another checkout's, e.g.
+    # a git worktree sharing the venv); tests/ is added for test-only servers.
+    return {**inherited, "PYTHONPATH": os.pathsep.join(str(path) for path in SOURCE_PATHS), **env}
 
 
 def free_port() -> int:
