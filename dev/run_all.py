@@ -19,11 +19,12 @@ from pathlib import Path
 
 from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
 from revscoring_server.executor import OffLoopExecutor
-from revscoring_server.ores import ores_router
+from revscoring_server.ores.local import ores_router
+from revscoring_server.scorer import Scorers
 from revscoring_server.workers import pool_from_values
 from wikiserve.config import ServerSettings, read_settings_or_exit
 from wikiserve.mediawiki import MediaWikiPool
-from wikiserve.score_cache import ScoreCache, build_score_cache
+from wikiserve.score_cache import build_score_cache
 from wikiserve.server import serve
 
 logger = logging.getLogger("dev.run_all")
@@ -34,8 +35,7 @@ def build_models(
     settings: ServerSettings,
     models_dir: Path,
     pool: MediaWikiPool,
-    workers: OffLoopExecutor | None,
-    cache: ScoreCache | None = None,
+    scorers: Scorers,
 ) -> list:
     """One model object per row of the seed table, loading each binary from `models_dir/<isvc>/model.bin`."""
     from outlink_server.predictor import build_model as build_outlink
@@ -49,7 +49,7 @@ def build_models(
         if row.isvc == OUTLINK_ISVC:
             models.append(build_outlink(path, settings, pool))
         else:
-            models.append(build_revscoring(row.isvc, path, settings, pool, workers, cache))
+            models.append(build_revscoring(row.isvc, path, settings, pool, scorers))
     return models
 
 
@@ -76,13 +76,15 @@ def main() -> None:
         # Feature extraction runs in worker processes, as in the images (it is not thread-safe).
         workers = pool_from_values(values)
         cache = build_score_cache(settings.score_cache)
-        models = build_models(settings, models_dir, pool, workers, cache)
+        # One scorer per wiki, behind the KServe routes and ORES's API alike.
+        scorers = Scorers(workers or OffLoopExecutor(), cache, values["MISSING_REVISION_TTL_S"])
+        models = build_models(settings, models_dir, pool, scorers)
         if workers is not None:
             workers.start()  # forked after every model loaded: the workers share them
             stack.callback(workers.close)
         closers = [pool.close] + ([cache.close] if cache is not None else [])
         # ORES's API (/v3/scores/) for every wiki, beside the KServe routes.
-        serve(models, settings, on_shutdown=closers, routers=[ores_router(models, cache)])
+        serve(models, settings, on_shutdown=closers, routers=[ores_router(scorers)])
 
 
 if __name__ == "__main__":

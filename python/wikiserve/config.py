@@ -139,6 +139,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", str, None, "Redis shared by replicas as the score cache; unset: in-process",
             check=_redis_url),
     Setting("REDIS_TIMEOUT_S", float, 0.25, "per Redis call; past it a request is served uncached", above=0),
+    # A revision MediaWiki does not have is remembered this long, so clients retrying it do not reach
+    # MediaWiki each time; short, because a revision can become visible again (undeletion, replica lag).
+    Setting("MISSING_REVISION_TTL_S", float, 30.0, "seconds a missing revision is remembered; 0: off",
+            used_by=REVSCORING, minimum=0),
     Setting("LIFTWING_URL", str, None, "ores image: the endpoint of every model server", check=_http_url),
     Setting("LIFTWING_HOST", str, "{isvc}.{namespace}.wikimedia.org",
             "ores image: Host header template of a model server ({isvc}, {namespace})"),

@@ -12,7 +12,11 @@ from typing import Any
 
 from wikiserve.errors import InvalidRequest
 
-MAX_REV_ID = 2**63 - 1  # MediaWiki ids are unsigned 64-bit in the schema, signed in most clients
+# The one bound on a revision (or page) id, on every route: the Event Platform schemas' maximum for
+# integers (2**53 - 1, the largest integer a JSON number holds exactly in every client).
+MAX_REV_ID = 2**53 - 1
+# Revisions per request on every route (`rev_ids`, ORES's `revids`): ORES's limit, which its clients send.
+MAX_REVISIONS = 50
 
 
 def parse_body(payload: Any) -> dict[str, Any]:

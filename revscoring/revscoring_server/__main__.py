@@ -21,9 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.model import RevscoringModel
 from revscoring_server.nltk_corpora import use_readable_corpora
-from revscoring_server.ores import ores_router
+from revscoring_server.ores.local import ores_router
+from revscoring_server.scorer import Scorers
 from revscoring_server.scoring import ModelLoadError
 from revscoring_server.services import UnknownService, find_service
 from revscoring_server.workers import pool_from_values
@@ -65,19 +67,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     pool = MediaWikiPool(settings.mediawiki)
     workers = pool_from_values(values)  # extraction in worker processes; see workers.py
     cache = build_score_cache(settings.score_cache)
+    # One scorer per wiki, behind the KServe routes and ORES's API alike.
+    scorers = Scorers(workers or OffLoopExecutor(), cache, values["MISSING_REVISION_TTL_S"])
     try:
         models = [
-            RevscoringModel(find_service(isvc), path, settings, pool, workers, cache)
+            RevscoringModel(find_service(isvc), path, settings, pool, scorers)
             for isvc, path in _services(args, values)
         ]
+        for model in models:
+            model.load()
     except (UnknownService, ModelFileError, ModelLoadError) as error:
         logger.error(f"Cannot start: {error}")
         return EXIT_BAD_CONFIG
     if workers is not None:
         workers.start()  # fork now: after the models loaded (shared), before the server starts threads
     try:
-        # The pool is shared by all models; ORES's API is served beside KServe's for the same models.
-        serve(models, settings, on_shutdown=_closers(pool, cache), routers=[ores_router(models, cache)])
+        serve(models, settings, on_shutdown=_closers(pool, cache), routers=[ores_router(scorers)])
     finally:
         if workers is not None:
             workers.close()

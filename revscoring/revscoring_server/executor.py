@@ -1,7 +1,7 @@
 """The one seam through which CPU-bound work (feature extraction and scoring) leaves the event loop.
 
 Today it is the loop's default thread pool; a process pool can replace it without touching the model,
-because the work is a picklable function of plain data (`scoring.score_revision(ScoreJob)`).
+because the work is a picklable function of plain data (`scoring.score_revision_models(RevisionJob)`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ are converted (`to_formatversion1`) before they are cached.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,32 +66,142 @@ class ApiDocs:
     calls: list[str] = field(default_factory=list)  # which API calls were made, for logs and tests
 
 
-async def fetch_docs(client: MediaWikiClient, dbname: str, rev_id: int, plan: FetchPlan) -> ApiDocs:
-    """The revision first (everything else depends on it), then the rest of the plan concurrently."""
-    docs, page, revision = await fetch_revision(client, dbname, rev_id)
-    check_readable(revision, rev_id, dbname, plan.content_models)
-    await fetch_dependents(client, docs, page, revision, plan)
-    return docs
+@dataclass
+class Fetched:
+    """One revision of a batch as MediaWiki returned it: its documents so far, its page and revision."""
+
+    docs: ApiDocs
+    page: dict[str, Any]
+    revision: dict[str, Any]
 
 
-async def fetch_revision(
-    client: MediaWikiClient, dbname: str, rev_id: int
-) -> tuple[ApiDocs, dict[str, Any], dict[str, Any]]:
-    """The revision's document, and its page and revision entries; UnscorableRevision when it is missing."""
-    doc = to_formatversion1(
-        await client.get(
-            action="query", prop="revisions", revids=rev_id, rvslots="main", rvprop=_REVISION_PROPS
+# One MediaWiki call takes up to 50 ids (the API's limit for `revids` and `ususers` without apihighlimits).
+IDS_PER_CALL = 50
+
+
+async def fetch_revisions(
+    client: MediaWikiClient, dbname: str, rev_ids: Sequence[int]
+) -> dict[int, Fetched | UnscorableRevision]:
+    """Every revision of `rev_ids` in one call per 50 ids (continued if MediaWiki splits a large answer).
+
+    A revision MediaWiki does not return gets an UnscorableRevision (RevisionNotFound) instead.
+    """
+    found = await _revisions_by_id(client, rev_ids)
+    results: dict[int, Fetched | UnscorableRevision] = {}
+    for rev_id in rev_ids:
+        entry = found.get(rev_id)
+        if entry is None:
+            results[rev_id] = UnscorableRevision(
+                "RevisionNotFound", f"Revision {rev_id} does not exist on {dbname} (or was deleted)."
+            )
+            continue
+        page, revision = entry
+        docs = ApiDocs(rev_id=rev_id, revision=_single_revision_doc(page, revision), calls=["revision"])
+        results[rev_id] = Fetched(docs, page, revision)
+    return results
+
+
+async def fetch_dependents(client: MediaWikiClient, fetched: Sequence[Fetched], plan: FetchPlan) -> None:
+    """Everything else `plan` needs for each of `fetched`, into its docs: the parents in one call, the users
+    in one call (per 50), and the rarer per-revision documents concurrently."""
+    if not fetched:
+        return
+    fetches = []
+    if Need.PARENT_REVISION in plan.needs:
+        fetches.append(_fetch_parents(client, fetched))
+    if Need.USER_INFO in plan.needs:
+        fetches.append(_fetch_users(client, fetched))
+    for item in fetched:
+        fetches.extend(_per_revision_fetches(client, item, plan))
+    await asyncio.gather(*fetches)
+
+
+async def _revisions_by_id(
+    client: MediaWikiClient, rev_ids: Sequence[int]
+) -> dict[int, tuple[dict[str, Any], dict[str, Any]]]:
+    """{rev_id: (page, revision)} in formatversion-1 shape, for every revision MediaWiki returned."""
+    found: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for chunk in _chunks(list(dict.fromkeys(rev_ids)), IDS_PER_CALL):
+        async for doc in client.query_continued(
+            max_docs=IDS_PER_CALL + 1,
+            prop="revisions",
+            revids="|".join(str(rev_id) for rev_id in chunk),
+            rvslots="main",
+            rvprop=_REVISION_PROPS,
+        ):
+            for page in (to_formatversion1(doc).get("query") or {}).get("pages", {}).values():
+                for revision in page.get("revisions") or []:
+                    if isinstance(revision.get("revid"), int):
+                        found[revision["revid"]] = (page, revision)
+    return found
+
+
+def _single_revision_doc(page: dict[str, Any], revision: dict[str, Any]) -> dict[str, Any]:
+    """The answer MediaWiki would give for this revision alone (what revscoring reads from its cache)."""
+    page_fields = {key: value for key, value in page.items() if key != "revisions"}
+    return {"query": {"pages": {str(page.get("pageid")): {**page_fields, "revisions": [revision]}}}}
+
+
+def _missing_revision_doc(rev_id: int) -> dict[str, Any]:
+    """MediaWiki's answer for a revision that is gone: revscoring reports RevisionNotFound from it."""
+    return {"query": {"badrevids": {str(rev_id): {"revid": rev_id, "missing": ""}}}}
+
+
+async def _fetch_parents(client: MediaWikiClient, fetched: Sequence[Fetched]) -> None:
+    parent_ids = {item.docs.rev_id: item.revision.get("parentid") or 0 for item in fetched}
+    wanted = sorted({parent_id for parent_id in parent_ids.values() if parent_id > 0})
+    if not wanted:
+        return
+    found = await _revisions_by_id(client, wanted)
+    for item in fetched:
+        parent_id = parent_ids[item.docs.rev_id]
+        if parent_id <= 0:
+            continue
+        item.docs.parent_id = parent_id
+        # A deleted parent: revscoring then reports RevisionNotFound, as with MediaWiki's own answer.
+        entry = found.get(parent_id)
+        item.docs.parent = _single_revision_doc(*entry) if entry else _missing_revision_doc(parent_id)
+        item.docs.calls.append("parent")
+
+
+async def _fetch_users(client: MediaWikiClient, fetched: Sequence[Fetched]) -> None:
+    # Anonymous editors have no account to look up; a hidden user has no name to look up.
+    named = [item for item in fetched if item.revision.get("user") and item.revision.get("userid", 0) > 0]
+    names = sorted({item.revision["user"] for item in named})
+    users: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(names, IDS_PER_CALL):
+        doc = to_formatversion1(
+            await client.get(action="query", list="users", ususers="|".join(chunk), usprop=sorted(USER_PROPS))
         )
-    )
-    page, revision = _only_revision(doc, rev_id, dbname)
-    return ApiDocs(rev_id=rev_id, revision=doc, calls=["revision"]), page, revision
+        for user in (doc.get("query") or {}).get("users") or []:
+            users[user.get("name")] = user
+    for item in named:
+        name = item.revision["user"]
+        item.docs.user_text = name
+        user = users.get(name, {"name": name, "missing": ""})
+        item.docs.user = {"query": {"users": [user]}}
+        item.docs.calls.append("user")
 
 
-async def fetch_dependents(
-    client: MediaWikiClient, docs: ApiDocs, page: dict[str, Any], revision: dict[str, Any], plan: FetchPlan
-) -> None:
-    """Everything else the plan needs (parent, user, ...), concurrently, into `docs`."""
-    await asyncio.gather(*_dependent_fetches(client, docs, page, revision, plan))
+def _per_revision_fetches(client: MediaWikiClient, item: Fetched, plan: FetchPlan) -> list:
+    """The documents MediaWiki cannot answer for several revisions in one call."""
+    fetches = []
+    user_text = item.revision.get("user")
+    if Need.PAGE_CREATION in plan.needs:
+        fetches.append(_fetch_page_creation(client, item.docs, item.page["pageid"], plan.page_creation_text))
+    if Need.USER_LAST_REVISION in plan.needs and user_text:
+        fetches.append(
+            _fetch_last_user_revision(
+                client, item.docs, user_text, item.revision["timestamp"], plan.last_revision_text
+            )
+        )
+    if Need.PROPERTY_SUGGESTIONS in plan.needs:
+        fetches.append(_fetch_property_suggestions(client, item.docs, item.page["title"]))
+    return fetches
+
+
+def _chunks(values: list, size: int) -> list[list]:
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def merge_plans(plans: Iterable[FetchPlan]) -> FetchPlan:
@@ -103,47 +213,6 @@ def merge_plans(plans: Iterable[FetchPlan]) -> FetchPlan:
         page_creation_text=any(plan.page_creation_text for plan in plans),
         last_revision_text=any(plan.last_revision_text for plan in plans),
     )
-
-
-def _dependent_fetches(
-    client: MediaWikiClient, docs: ApiDocs, page: dict[str, Any], revision: dict[str, Any], plan: FetchPlan
-) -> list:
-    fetches = []
-    parent_id = revision.get("parentid") or 0
-    if Need.PARENT_REVISION in plan.needs and parent_id > 0:
-        fetches.append(_fetch_parent(client, docs, parent_id))
-    user_text = revision.get("user")
-    # Anonymous editors have no account to look up; a hidden user has no name to look up.
-    if Need.USER_INFO in plan.needs and user_text and revision.get("userid", 0) > 0:
-        fetches.append(_fetch_user(client, docs, user_text))
-    if Need.PAGE_CREATION in plan.needs:
-        fetches.append(_fetch_page_creation(client, docs, page["pageid"], plan.page_creation_text))
-    if Need.USER_LAST_REVISION in plan.needs and user_text:
-        fetches.append(
-            _fetch_last_user_revision(client, docs, user_text, revision["timestamp"], plan.last_revision_text)
-        )
-    if Need.PROPERTY_SUGGESTIONS in plan.needs:
-        fetches.append(_fetch_property_suggestions(client, docs, page["title"]))
-    return fetches
-
-
-async def _fetch_parent(client: MediaWikiClient, docs: ApiDocs, parent_id: int) -> None:
-    docs.parent_id = parent_id
-    # A missing parent (deleted) comes back as `badrevids`; revscoring then reports RevisionNotFound.
-    docs.parent = to_formatversion1(
-        await client.get(
-            action="query", prop="revisions", revids=parent_id, rvslots="main", rvprop=_REVISION_PROPS
-        )
-    )
-    docs.calls.append("parent")
-
-
-async def _fetch_user(client: MediaWikiClient, docs: ApiDocs, user_text: str) -> None:
-    docs.user_text = user_text
-    docs.user = to_formatversion1(
-        await client.get(action="query", list="users", ususers=user_text, usprop=sorted(USER_PROPS))
-    )
-    docs.calls.append("user")
 
 
 async def _fetch_page_creation(client: MediaWikiClient, docs: ApiDocs, page_id: int, text: bool) -> None:
@@ -205,22 +274,6 @@ async def _fetch_property_suggestions(client: MediaWikiClient, docs: ApiDocs, en
             ) from None
         raise
     docs.calls.append("property_suggestions")
-
-
-def _only_revision(doc: dict[str, Any], rev_id: int, dbname: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The page and revision docs of `rev_id` in a prop=revisions answer."""
-    query = doc.get("query") or {}
-    if str(rev_id) in (query.get("badrevids") or {}):
-        raise UnscorableRevision(
-            "RevisionNotFound",
-            f"Revision {rev_id} does not exist on {dbname} (or was deleted): "
-            "MediaWiki reports it in 'badrevids'.",
-        )
-    for page in (query.get("pages") or {}).values():
-        for revision in page.get("revisions") or []:
-            if revision.get("revid") == rev_id:
-                return page, revision
-    raise UnscorableRevision("RevisionNotFound", f"Revision {rev_id} was not found on {dbname}.")
 
 
 def check_readable(

@@ -10,28 +10,18 @@ from typing import Any
 import kserve
 from revscoring.extractors.api import Extractor
 
-from revscoring_server.batch import MAX_REVISIONS, WikiScorer
-from revscoring_server.executor import OffLoopExecutor
-from revscoring_server.fetch import FetchPlan, fetch_docs
+from revscoring_server.fetch import FetchPlan
 from revscoring_server.model_types import ModelType, Need
 from revscoring_server.response import build_response, event_scores
-from revscoring_server.scoring import (
-    ModelLoadError,
-    ScoreJob,
-    check_output_shape,
-    load_model,
-    score_revision,
-    warm_up,
-    warm_up_docs,
-)
+from revscoring_server.scorer import Scorers, WikiScorer
+from revscoring_server.scoring import ModelLoadError, check_output_shape, load_model, warm_up, warm_up_docs
 from revscoring_server.services import Service, find_service
-from wikiserve import metrics
 from wikiserve.config import ServerSettings
-from wikiserve.errors import InvalidRequest
+from wikiserve.errors import InvalidRequest, ServingError
 from wikiserve.events import EventGateClient, RevisionEvent, parse_event, revision_score_event
 from wikiserve.mediawiki import MediaWikiPool
-from wikiserve.score_cache import ScoreCache
 from wikiserve.validation import (
+    MAX_REVISIONS,
     exactly_one_of,
     optional_bool,
     parse_body,
@@ -43,26 +33,21 @@ from wikiserve.validation import (
 logger = logging.getLogger(__name__)
 
 REQUEST_FIELDS = ("rev_id", "rev_ids", "extended_output", "event")
+__all__ = ["ModelLoadError", "RevscoringModel", "build_model"]
 
 
 @dataclass
 class Prepared:
-    """What preprocess hands to predict: the scoring job and, for event input, the event."""
-
-    job: ScoreJob
-    event: RevisionEvent | None = None
-
-
-@dataclass
-class PreparedBatch:
-    """A `{"rev_ids": [...]}` request: scored by the shared batch path (batch.WikiScorer) in predict."""
+    """What preprocess hands to predict: the revisions to score and, for event input, the event."""
 
     rev_ids: list[int]
     extended_output: bool
+    batch: bool = False  # `rev_ids`: ORES's document with an error entry per unscorable revision
+    event: RevisionEvent | None = None
 
 
 class RevscoringModel(kserve.Model):
-    """One inference service `<dbname>-<model type>`: fetch from MediaWiki, extract, score, respond."""
+    """One inference service `<dbname>-<model type>`: its binary, answered by its wiki's scorer."""
 
     def __init__(
         self,
@@ -70,8 +55,7 @@ class RevscoringModel(kserve.Model):
         model_path: Path,
         settings: ServerSettings,
         pool: MediaWikiPool,
-        executor: OffLoopExecutor | None = None,
-        score_cache: ScoreCache | None = None,
+        scorers: Scorers,
     ) -> None:
         super().__init__(service.isvc)
         self.service = service
@@ -80,54 +64,49 @@ class RevscoringModel(kserve.Model):
         self.settings = settings
         self.pool = pool
         self.client = pool.client(service.domain)
-        self.executor = executor or OffLoopExecutor()
-        self.version, self.plan = prepare_binary(model_path, self.model_type, service.dbname)
+        self.scorers = scorers
+        self.version: str | None = None
+        self.plan: FetchPlan | None = None
+        self.scorer: WikiScorer | None = None
         self._events: EventGateClient | None = None
-        self.batch = WikiScorer(service.dbname, [self], score_cache)
-        self.ready = True
 
     def load(self) -> bool:
-        return self.ready  # loaded in the constructor: a model that failed to load never exists
+        """Loads, checks and warms up the binary, then joins its wiki's scorer. Raises ModelLoadError."""
+        self.version, self.plan = prepare_binary(Path(self.model_path), self.model_type, self.service.dbname)
+        self.scorer = self.scorers.add(self)
+        self.ready = True
+        return self.ready
 
-    async def preprocess(
-        self, payload: Any, headers: dict[str, str] | None = None
-    ) -> Prepared | PreparedBatch:
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Prepared:
         body = parse_body(payload)
         reject_unknown_fields(body, REQUEST_FIELDS)
         extended_output = optional_bool(body, "extended_output")
-        event = None
         given = exactly_one_of(body, "rev_id", "rev_ids", "event")
         if given == "rev_ids":
-            return PreparedBatch(require_rev_ids(body, MAX_REVISIONS), extended_output)
-        if given == "event":
-            event = parse_event(body["event"])
-            if event.database != self.service.dbname:
-                raise InvalidRequest(
-                    f"The event is for wiki {event.database!r}, but this model ({self.name}) "
-                    f"scores {self.service.dbname!r}."
-                )
-            rev_id = event.rev_id
-        else:
-            rev_id = require_int(body, "rev_id")
-        docs = await fetch_docs(self.client, self.service.dbname, rev_id, self.plan)
-        job = ScoreJob(self.model_path, self.model_type.name, rev_id, docs, extended_output)
-        return Prepared(job, event)
+            return Prepared(require_rev_ids(body, MAX_REVISIONS), extended_output, batch=True)
+        if given == "rev_id":
+            return Prepared([require_int(body, "rev_id")], extended_output)
+        event = parse_event(body["event"])
+        if event.database != self.service.dbname:
+            raise InvalidRequest(
+                f"The event is for wiki {event.database[:64]!r}, but this model ({self.name}) "
+                f"scores {self.service.dbname!r}."
+            )
+        return Prepared([event.rev_id], extended_output, event=event)
 
-    async def predict(
-        self, prepared: Prepared | PreparedBatch, headers: dict[str, str] | None = None
-    ) -> dict[str, Any]:
-        if isinstance(prepared, PreparedBatch):
-            name = self.model_type.name
-            document = await self.batch.score(prepared.rev_ids, [name], prepared.extended_output)
+    async def predict(self, prepared: Prepared, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        assert self.scorer is not None, "predict before load"
+        name = self.model_type.name
+        if prepared.batch:
+            document = await self.scorer.document(prepared.rev_ids, [name], prepared.extended_output)
             return {self.service.dbname: document}
-        # Measured here, not in score_revision: that may run in a worker process nobody scrapes.
-        with metrics.FEATURE_EXTRACTION_SECONDS.labels(model=self.name).time():
-            entry = await self.executor.run(score_revision, prepared.job)
+        rev_id = prepared.rev_ids[0]
+        outcome = (await self.scorer.score([rev_id], [name], prepared.extended_output))[rev_id][name]
+        if isinstance(outcome, ServingError):
+            raise outcome.with_traceback(None)  # one revision: its error is the request's (400 missing, ...)
         if prepared.event is not None:
-            await self._send_score_event(prepared.event, entry["score"])
-        return build_response(
-            self.service.dbname, self.model_type.name, self.version, prepared.job.rev_id, entry
-        )
+            await self._send_score_event(prepared.event, outcome["score"])
+        return build_response(self.service.dbname, name, self.version, rev_id, outcome)
 
     async def _send_score_event(self, source: RevisionEvent, score: dict[str, Any]) -> None:
         """Posts the revision-score event; EventGateClient logs and swallows failures."""
@@ -140,19 +119,15 @@ class RevscoringModel(kserve.Model):
 
 
 def build_model(
-    isvc: str,
-    model_path: Path,
-    settings: ServerSettings,
-    pool: MediaWikiPool,
-    executor: OffLoopExecutor | None = None,
-    score_cache: ScoreCache | None = None,
-) -> kserve.Model:
-    """The model for inference service `isvc` with its binary at `model_path`, sharing `pool` (and `executor`,
-    e.g. a `workers.WorkerPool`, started by the caller once every model is loaded).
+    isvc: str, model_path: Path, settings: ServerSettings, pool: MediaWikiPool, scorers: Scorers
+) -> RevscoringModel:
+    """The (loaded) model for inference service `isvc` with its binary at `model_path`, joined to `scorers`.
 
     Raises UnknownService for a name this server does not know, ModelLoadError for a bad binary.
     """
-    return RevscoringModel(find_service(isvc), model_path, settings, pool, executor, score_cache)
+    model = RevscoringModel(find_service(isvc), model_path, settings, pool, scorers)
+    model.load()
+    return model
 
 
 def prepare_binary(model_path: Path, model_type: ModelType, dbname: str) -> tuple[str | None, FetchPlan]:

@@ -1,9 +1,10 @@
 """Feature extraction and scoring: one pure function of plain data, so it can run in a thread or a process.
 
-`score_revision(ScoreJob)` builds a revscoring `api.Extractor` whose MediaWiki session refuses every call,
-fills its `MWAPICache` with the documents fetched beforehand, extracts the model's features (and, for
-extended output, the base features, from the same solve cache) and scores. Models are looked up by file
-path in a per-process registry, so a worker process loads each model once and jobs stay small.
+`score_revision_models(RevisionJob)` builds a revscoring `api.Extractor` whose MediaWiki session refuses
+every call, fills its `MWAPICache` with the documents fetched beforehand, extracts each model's
+features (and, for extended output, the base features, from the same solve cache) and scores. Models are
+looked up by file path in a per-process registry, so a worker process loads each model once and jobs stay
+small.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from revscoring.scoring.models import Classifier
 
 from revscoring import Model
 from revscoring_server.binaries import ModelLoadError, read_model
+from revscoring_server.definitions import DefinitionIndex, definition_index
 from revscoring_server.fetch import ApiDocs, UnscorableRevision
 from revscoring_server.model_types import Output
 from wikiserve.errors import MediaWikiError, MediaWikiTimeout, ServingError
@@ -60,17 +62,6 @@ class NoNetworkSession:
         raise NetworkForbidden(f"feature extraction tried to call the MediaWiki API itself with {params!r}")
 
     post = get
-
-
-@dataclass(frozen=True)
-class ScoreJob:
-    """Everything `score_revision` needs; plain and picklable (the model is referred to by path)."""
-
-    model_path: str
-    model_name: str  # the model type, the key in the response
-    rev_id: int
-    docs: ApiDocs
-    extended_output: bool = False
 
 
 _MODELS: dict[str, Model] = {}
@@ -118,19 +109,9 @@ def check_output_shape(model: Classifier, output: Output, path: Path | str) -> N
         )
 
 
-def score_revision(job: ScoreJob) -> dict[str, Any]:
-    """Extracts features for `job.rev_id` from the pre-fetched docs and scores them.
-
-    Returns the model's entry of the response: `{"score": {...}}`, plus `"features"` for extended output.
-    """
-    extractor = Extractor(NoNetworkSession(), http_cache=_http_cache(job.docs))
-    cache = _solve_cache(extractor, job.docs)
-    return _model_entry(extractor, cache, job.model_path, job.rev_id, job.extended_output)
-
-
 @dataclass(frozen=True)
 class RevisionJob:
-    """Several models of one wiki scoring one revision: one extraction job, one solve cache for all."""
+    """One revision scored by one or several models of its wiki: one extraction job, sent to a worker."""
 
     models: tuple[tuple[str, str], ...]  # (model name in the response, model path)
     rev_id: int
@@ -138,23 +119,45 @@ class RevisionJob:
     extended_output: bool = False
 
 
-def score_revision_models(job: RevisionJob) -> dict[str, dict[str, Any]]:
-    """Every model's entry for one revision, extracting shared features once.
+Outcome = dict[str, Any] | ServingError  # a model's entry `{"score": ...}`, or why it has none
 
-    revscoring's solver memoizes every dependency it computes in the `cache` dict it is given (keyed by
-    feature/datasource name), so the second model reuses the parsed revision, the diff and every feature it
-    shares with the first. A model that cannot score the revision gets `{"error": {"type", "message"}}`
-    (ORES's shape) while the others are still scored.
+
+def score_revision_models(job: RevisionJob) -> dict[str, Outcome]:
+    """Every model's entry for one revision, computing what the models share once.
+
+    The MediaWiki documents and what revscoring reads from them are shared. Beyond that, each model solves in
+    its own solve cache, seeded with the values earlier models computed for dependents whose *definition* is
+    the same as its own (`definitions.py`): revscoring keys its cache by name, and two models may define
+    different features under one name. A model that cannot score the revision gets the ServingError saying
+    why, while the others are still scored.
     """
     extractor = Extractor(NoNetworkSession(), http_cache=_http_cache(job.docs))
-    cache = _solve_cache(extractor, job.docs)
-    entries: dict[str, dict[str, Any]] = {}
+    roots = _solve_cache(extractor, job.docs)
+    shared = len(job.models) > 1
+    solved: dict[tuple[str, str], Any] = {}
+    outcomes: dict[str, Outcome] = {}
     for name, path in job.models:
+        index = model_definitions(path) if shared else None
+        cache = {**roots, **index.seed(solved)} if index is not None else dict(roots)
         try:
-            entries[name] = _model_entry(extractor, cache, path, job.rev_id, job.extended_output)
+            outcomes[name] = _model_entry(extractor, cache, path, job.rev_id, job.extended_output)
         except ServingError as error:
-            entries[name] = error_entry(error)
-    return entries
+            outcomes[name] = error
+        if index is not None:
+            index.harvest(cache, solved)
+    return outcomes
+
+
+_DEFINITIONS: dict[str, DefinitionIndex] = {}
+
+
+def model_definitions(path: str) -> DefinitionIndex:
+    """The definition index of the model at `path`'s features, built once per process (at load time)."""
+    index = _DEFINITIONS.get(path)
+    if index is None:
+        index = definition_index(load_model(path).features, Extractor(None).context)
+        _DEFINITIONS[path] = index
+    return index
 
 
 def error_entry(error: ServingError) -> dict[str, Any]:
@@ -399,11 +402,10 @@ def warm_up(model_path: str, model_name: str, docs: ApiDocs) -> None:
 
     Feature lists load resources lazily on first use (draftquality's SentiWordNet takes seconds), and a
     binary whose features do not match its estimator only fails when scoring: both belong in start-up,
-    not in a client's first request.
+    not in a client's first request. The model's definition index is built here too, before workers fork.
     """
-    try:
-        score_revision(ScoreJob(model_path, model_name, docs.rev_id, docs, extended_output=True))
-    except ServingError as error:
-        raise ModelLoadError(
-            f"Model binary {model_path} failed to score a synthetic edit: {error.message}"
-        ) from None
+    model_definitions(model_path)
+    job = RevisionJob(((model_name, model_path),), docs.rev_id, docs, extended_output=True)
+    outcome = score_revision_models(job)[model_name]
+    if isinstance(outcome, ServingError):
+        raise ModelLoadError(f"Model binary {model_path} failed to score a synthetic edit: {outcome.message}")

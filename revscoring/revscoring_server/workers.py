@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from revscoring_server.executor import OffLoopExecutor
-from revscoring_server.scoring import RevisionJob, ScoreJob
+from revscoring_server.scoring import RevisionJob
 from wikiserve.config import REVSCORING, SETTINGS_BY_NAME, read_settings
 from wikiserve.errors import ServingError
 
@@ -67,9 +67,9 @@ def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
 
 
 def job_text_bytes(args: tuple[Any, ...]) -> int:
-    """Size of the wikitext a ScoreJob or RevisionJob will tokenize: the revision's and its parent's."""
+    """Size of the wikitext a RevisionJob will tokenize: the revision's and its parent's."""
     job = args[0] if args else None
-    if not isinstance(job, (ScoreJob, RevisionJob)):
+    if not isinstance(job, RevisionJob):
         return 0
     return _text_length(job.docs.revision) + _text_length(job.docs.parent)
 

@@ -15,7 +15,9 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO_ROOT / ".state" / "test-logs"
-SOURCE_PATHS = tuple(REPO_ROOT / folder for folder in ("tests", "python", "revscoring", "outlink-topic-model"))
+SOURCE_PATHS = tuple(
+    REPO_ROOT / folder for folder in ("tests", "python", "revscoring", "outlink-topic-model")
+)
 
 
 # What a server process gets from the caller's environment; everything else is what the test passes. A

@@ -1,6 +1,6 @@
 """The `ores` image: ORES's v3 API in front of Lift Wing, where every model is its own InferenceService.
 
-    LIFTWING_URL=https://inference.svc.eqiad.wmnet:30443 python -m revscoring_server.ores_proxy
+    LIFTWING_URL=https://inference.svc.eqiad.wmnet:30443 python -m revscoring_server.ores
 
 For a request of M models and N revisions it makes M calls, concurrently: one per model's service, with the
 whole batch (`{"rev_ids": [...], "extended_output": ...}`, which the service scores with one fetch and one
@@ -23,13 +23,13 @@ from typing import Any
 
 import aiohttp
 
+from revscoring_server.ores.api import OresApi
 from revscoring_server.services import Service, load_services
 from wikiserve.config import LiftWingSettings, ServerSettings
 from wikiserve.logs import configure_logging
-from wikiserve.ores_api import OresApi
 from wikiserve.server import serve
 
-logger = logging.getLogger("revscoring_server.ores_proxy")
+logger = logging.getLogger("revscoring_server.ores")
 
 EXIT_BAD_CONFIG = 2
 
@@ -150,6 +150,3 @@ def main(env: Mapping[str, str] | None = None) -> int:
     serve([], settings, on_shutdown=[backend.close], routers=[OresApi(backend).router()])
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """ORES's v3 API (`GET /v3/scores/...`): request parsing, validation and response shapes, for any backend.
 
-The revscoring server answers it from the models it loaded (`revscoring_server.ores`); the `ores` image by
-calling each model's InferenceService (`wikiserve.ores_proxy`). Both plug an `OresBackend` into this router.
+The revscoring server answers it from the models it loaded (`local.py`); the `ores` image by calling each
+model's InferenceService (`proxy.py`). Both plug an `OresBackend` into this router.
 
 Routes, as ORES v3 had them:
     GET /v3/scores/                                     every context (wiki dbname) and its models' versions
@@ -16,6 +16,7 @@ bad/too many revision ids. A revision that cannot be scored is not a request err
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -23,9 +24,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
 from wikiserve.errors import ServingError
+from wikiserve.validation import MAX_REV_ID, MAX_REVISIONS
 
-MAX_REVISIONS = 50  # ORES's limit; its client sends 50 per request
-MAX_REV_ID = 2**53 - 1  # as the KServe routes' validation
+_MAX_SHOWN = 40  # characters of a client's value quoted back in an error message
 
 
 class OresBackend(Protocol):
@@ -74,11 +75,17 @@ def parse_rev_ids(raw: str | None) -> list[int]:
 
 
 def parse_rev_id(text: str) -> int:
+    """A revision id written in ASCII digits, 1 to MAX_REV_ID; anything else is a 400 quoting it (shortened).
+
+    `str.isdigit()` would accept `²` or Arabic-Indic digits, and a 5,000-digit number would reach `int()`;
+    the length is checked first, and only 0-9 are digits here.
+    """
     stripped = text.strip()
-    if not stripped.isdigit() or not 1 <= int(stripped) <= MAX_REV_ID:
-        shown = text if len(text) <= 40 else text[:40] + "..."
+    digits = 0 < len(stripped) <= len(str(MAX_REV_ID)) and stripped.isascii() and stripped.isdecimal()
+    if not digits or not 1 <= int(stripped) <= MAX_REV_ID:
+        shown = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
         raise OresRequestError(
-            400, f"Could not interpret revids: {shown!r} is not a revision id (a positive integer)."
+            400, f"Could not interpret revids: {shown!r} is not a revision id (an integer 1 to {MAX_REV_ID})."
         )
     return int(stripped)
 
@@ -90,10 +97,9 @@ def check_models(context: str, requested: Sequence[str], available: Sequence[str
     requested = list(dict.fromkeys(requested))
     unknown = [name for name in requested if name not in available]
     if unknown:
+        shown = ", ".join(repr(name[:_MAX_SHOWN]) for name in unknown[:5])
         raise OresRequestError(
-            400,
-            f"Models {', '.join(repr(name) for name in unknown)} not available for {context}; "
-            f"available: {', '.join(available)}.",
+            400, f"Models {shown} not available for {context}; available: {', '.join(available)}."
         )
     return requested
 
@@ -122,9 +128,10 @@ class OresApi:
         return router
 
     async def all_contexts(self) -> ORJSONResponse:
-        body = {
-            context: {"models": await self.backend.versions(context)} for context in self.backend.contexts()
-        }
+        contexts = list(self.backend.contexts())
+        # Concurrently: the ores image asks every InferenceService (about 112) for its version.
+        versions = await asyncio.gather(*(self.backend.versions(context) for context in contexts))
+        body = {context: {"models": models} for context, models in zip(contexts, versions, strict=True)}
         return ORJSONResponse(body)
 
     async def context_scores(self, context: str, request: Request) -> ORJSONResponse:
@@ -151,7 +158,7 @@ class OresApi:
         try:
             available = self.backend.contexts().get(context)
             if available is None:
-                raise OresRequestError(404, f"No scorers available for {context!r}.")
+                raise OresRequestError(404, f"No scorers available for {context[:_MAX_SHOWN]!r}.")
             rev_ids, requested = parse()
             models = check_models(context, requested, available)
             # ORES's flag: present (`&features`, any value) means "add the features".
