@@ -25,9 +25,9 @@ from benchmark.inprocess import measure_limit
 def revscoring_work(
     isvc: str, model_path: str, wiki_url: str, host: str, bodies: list[dict]
 ) -> tuple[Callable[[Any], Any], list[Any]]:
-    """score_revision and one ScoreJob per body, fetched like the server fetches them."""
+    """score_revision_models and one RevisionJob per body, fetched like the server fetches one revision."""
     from revscoring_server.model import fetch_plan
-    from revscoring_server.scoring import ScoreJob, load_model, score_revision
+    from revscoring_server.scoring import RevisionJob, load_model, score_revision_models
     from revscoring_server.services import find_service
     from wikiserve.config import MediaWikiSettings
     from wikiserve.mediawiki import MediaWikiPool
@@ -37,17 +37,21 @@ def revscoring_work(
     plan = fetch_plan(model.features, service.type, service.dbname, model_path)
 
     async def fetch_all() -> list[Any]:
-        from revscoring_server.fetch import fetch_docs
+        from revscoring_server.fetch import fetch_dependents, fetch_revisions
 
         pool = MediaWikiPool(MediaWikiSettings(url=wiki_url, host=host))
+        docs = []
         try:
             client = pool.client(service.domain)
-            docs = [await fetch_docs(client, service.dbname, body["rev_id"], plan) for body in bodies]
+            for body in bodies:
+                fetched = (await fetch_revisions(client, service.dbname, [body["rev_id"]]))[body["rev_id"]]
+                await fetch_dependents(client, [fetched], plan)
+                docs.append(fetched.docs)
         finally:
             await pool.close()
-        return [ScoreJob(model_path, service.type.name, d.rev_id, d) for d in docs]
+        return [RevisionJob(((service.type.name, model_path),), d.rev_id, d) for d in docs]
 
-    return score_revision, asyncio.run(fetch_all())
+    return score_revision_models, asyncio.run(fetch_all())
 
 
 def outlink_work(

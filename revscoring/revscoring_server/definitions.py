@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from revscoring.dependencies import Dependent
+from revscoring.extractors import Extractor
 
 # Attributes of a Dependent that are bookkeeping, not definition: `calls` counts invocations.
 _IGNORED_ATTRIBUTES = frozenset({"calls", "name", "_name", "dependencies", "process"})
@@ -119,6 +120,9 @@ def _describe(value: Any, depth: int, active: set[int]) -> str:
         return f"dependent:{_type_name(type(value))}:{value}"
     if isinstance(value, re.Pattern):
         return f"regex:{value.flags}:{value.pattern!r}"
+    if isinstance(value, Extractor):
+        # The context's datasources hold their extractor; every model of a job is solved by the same one.
+        return f"extractor:{_type_name(type(value))}"
     if id(value) in active or depth > _MAX_DEPTH:
         return f"object:{_type_name(type(value))}@{id(value)}"
     active = active | {id(value)}

@@ -149,15 +149,18 @@ def score_revision_models(job: RevisionJob) -> dict[str, Outcome]:
 
 
 _DEFINITIONS: dict[str, DefinitionIndex] = {}
+_DEFINITIONS_LOCK = threading.Lock()
 
 
 def model_definitions(path: str) -> DefinitionIndex:
     """The definition index of the model at `path`'s features, built once per process (at load time)."""
-    index = _DEFINITIONS.get(path)
-    if index is None:
-        index = definition_index(load_model(path).features, Extractor(None).context)
-        _DEFINITIONS[path] = index
-    return index
+    with _DEFINITIONS_LOCK:
+        index = _DEFINITIONS.get(path)
+        if index is None:
+            # The api.Extractor's context: the datasources every request's extractor solves with.
+            index = definition_index(load_model(path).features, Extractor(None).context)
+            _DEFINITIONS[path] = index
+        return index
 
 
 def error_entry(error: ServingError) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def test_variants_copy_only_their_own_source_folders(config):
     for name in production_variants(config):
         sources = copied_sources(effective_variant(name, config))
         assert all((REPO_ROOT / source).is_dir() for source in sources), name
-        # ores reads the revscoring server's service table and runs its ores_proxy module
+        # ores reads the revscoring server's service table and runs its ores package
         server = "revscoring/revscoring_server" if images.image(name).revscoring or name == "ores" else \
             "outlink-topic-model/outlink_server"
         assert set(sources) == {"python/wikiserve", server}, name

@@ -8,20 +8,43 @@ from typing import Any
 import pytest
 from revscoring_testdata import bad_revids_doc, revision_doc, users_doc
 
-from revscoring_server.fetch import FetchPlan, fetch_docs, to_formatversion1
+from revscoring_server.fetch import (
+    Fetched,
+    FetchPlan,
+    UnscorableRevision,
+    check_readable,
+    fetch_dependents,
+    fetch_revisions,
+    to_formatversion1,
+)
 from revscoring_server.model_types import Need
-from wikiserve.errors import InvalidRequest
 
 EDIT_PLAN = FetchPlan(needs=frozenset({Need.PARENT_REVISION, Need.USER_INFO}), content_models=("wikitext",))
 TEXT_PLAN = FetchPlan(needs=frozenset(), content_models=("wikitext",))
 
 
-class ScriptedClient:
-    """Answers API calls from a table and records them, with overlap tracking to see concurrency."""
+def merged(docs: list[dict]) -> dict:
+    """One formatversion-2 answer holding every page and badrevids entry of `docs`, as MediaWiki batches."""
+    pages: dict[int, dict] = {}
+    bad: dict[str, Any] = {}
+    for doc in docs:
+        for page in doc["query"].get("pages", []):
+            pages.setdefault(page["pageid"], {**page, "revisions": []})["revisions"].extend(page["revisions"])
+        bad.update(doc["query"].get("badrevids", {}))
+    query: dict[str, Any] = {"pages": list(pages.values())} if pages else {}
+    if bad:
+        query["badrevids"] = bad
+    return {"batchcomplete": True, "query": query}
 
-    def __init__(self, revisions: dict[int, dict], delay_s: float = 0.05) -> None:
+
+class ScriptedClient:
+    """Answers API calls from a table, as MediaWiki would (several ids per call, `continue` when asked to
+    split), and records them, with overlap tracking to see concurrency."""
+
+    def __init__(self, revisions: dict[int, dict], delay_s: float = 0.05, per_answer: int = 50) -> None:
         self.revisions = revisions
         self.delay_s = delay_s
+        self.per_answer = per_answer  # revisions per answer before MediaWiki says `continue`
         self.calls: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -35,55 +58,117 @@ class ScriptedClient:
         finally:
             self.in_flight -= 1
         if params.get("list") == "users":
-            return users_doc(params["ususers"])
-        return self.revisions.get(params["revids"]) or bad_revids_doc(params["revids"])
+            answers = [users_doc(name)["query"]["users"][0] for name in params["ususers"].split("|")]
+            return {"batchcomplete": True, "query": {"users": answers}}
+        rev_ids = [int(rev_id) for rev_id in str(params["revids"]).split("|")]
+        start = int(params.get("rvcontinue") or 0)
+        shown = rev_ids[start : start + self.per_answer]
+        doc = merged([self.revisions.get(rev_id) or bad_revids_doc(rev_id) for rev_id in shown])
+        if start + self.per_answer < len(rev_ids):
+            doc["continue"] = {"rvcontinue": str(start + self.per_answer), "continue": "||"}
+        return doc
+
+    async def query_continued(self, max_docs: int = 100, **params: Any):
+        params = dict(params, action="query")
+        for _ in range(max_docs):
+            doc = await self.get(**params)
+            yield doc
+            if "continue" not in doc:
+                return
+            params.update(doc["continue"])
 
 
-async def test_edit_models_fetch_revision_then_parent_and_user_concurrently():
-    client = ScriptedClient({101: revision_doc(101, 100, "new text"), 100: revision_doc(100, 0, "old")})
-    docs = await fetch_docs(client, "enwiki", 101, EDIT_PLAN)
-    assert client.calls[0]["revids"] == 101 and client.calls[0]["rvslots"] == "main"
+def edits(count: int, first: int = 101) -> dict[int, dict]:
+    """`count` edits by two users, each with its parent (its id minus 50)."""
+    table = {}
+    for rev_id in range(first, first + count):
+        user = "Alice" if rev_id % 2 else "Bob"
+        table[rev_id] = revision_doc(rev_id, rev_id - 50, f"text {rev_id}", user=user, page_id=rev_id)
+        table[rev_id - 50] = revision_doc(rev_id - 50, 0, "old", user=user, page_id=rev_id)
+    return table
+
+
+async def fetch_all(client: ScriptedClient, rev_ids: list[int], plan: FetchPlan) -> dict[int, Any]:
+    results = await fetch_revisions(client, "enwiki", rev_ids)
+    await fetch_dependents(client, [r for r in results.values() if isinstance(r, Fetched)], plan)
+    return results
+
+
+async def test_a_batch_costs_one_call_for_the_revisions_one_for_the_parents_one_for_the_users():
+    client = ScriptedClient(edits(50))
+    rev_ids = list(range(101, 151))
+    results = await fetch_all(client, rev_ids, EDIT_PLAN)
+    assert len(client.calls) == 3, [sorted(call) for call in client.calls]
+    assert client.calls[0]["revids"] == "|".join(map(str, rev_ids)) and client.calls[0]["rvslots"] == "main"
     assert "content" in client.calls[0]["rvprop"] and "contentmodel" in client.calls[0]["rvprop"]
-    assert {call.get("revids") or call.get("ususers") for call in client.calls[1:]} == {100, "Alice"}
-    assert client.max_in_flight == 2  # parent and user were in flight together
-    assert docs.parent_id == 100 and docs.user_text == "Alice"
-    assert sorted(docs.calls) == ["parent", "revision", "user"]
+    assert sorted(client.calls[1].get("ususers") or client.calls[2]["ususers"]) and client.max_in_flight == 2
+    for rev_id in rev_ids:
+        docs = results[rev_id].docs
+        assert docs.parent_id == rev_id - 50 and docs.user_text == ("Alice" if rev_id % 2 else "Bob")
+        # Each revision's documents hold that revision alone, as MediaWiki answers for one id.
+        (page,) = docs.revision["query"]["pages"].values()
+        assert [r["revid"] for r in page["revisions"]] == [rev_id] and page["pageid"] == rev_id
+        (parent_page,) = docs.parent["query"]["pages"].values()
+        assert [r["revid"] for r in parent_page["revisions"]] == [rev_id - 50]
+        assert [u["name"] for u in docs.user["query"]["users"]] == [docs.user_text]
+        assert sorted(docs.calls) == ["parent", "revision", "user"]
 
 
-async def test_text_models_fetch_only_the_revision():
-    client = ScriptedClient({101: revision_doc(101, 100, "text")})
-    docs = await fetch_docs(client, "enwiki", 101, TEXT_PLAN)
-    assert len(client.calls) == 1 and docs.parent is None and docs.user is None
+async def test_an_answer_split_by_mediawiki_is_continued():
+    client = ScriptedClient(edits(5), per_answer=2)
+    results = await fetch_all(client, [101, 102, 103, 104, 105], TEXT_PLAN)
+    assert len(client.calls) == 3 and client.calls[1]["rvcontinue"] == "2"
+    assert all(isinstance(results[rev_id], Fetched) for rev_id in range(101, 106))
+
+
+async def test_text_models_fetch_only_the_revisions():
+    client = ScriptedClient(edits(3))
+    results = await fetch_all(client, [101, 102, 103], TEXT_PLAN)
+    assert len(client.calls) == 1 and all(
+        r.docs.parent is None and r.docs.user is None for r in results.values()
+    )
 
 
 async def test_page_creations_and_anonymous_edits_skip_the_lookups_that_cannot_exist():
     client = ScriptedClient({7: revision_doc(7, 0, "first", user="192.0.2.1", userid=0)})
-    docs = await fetch_docs(client, "enwiki", 7, EDIT_PLAN)
-    assert len(client.calls) == 1 and docs.calls == ["revision"]
+    results = await fetch_all(client, [7], EDIT_PLAN)
+    assert len(client.calls) == 1 and results[7].docs.calls == ["revision"]
 
 
-async def test_unknown_revision_is_a_400_naming_badrevids():
-    with pytest.raises(InvalidRequest, match=r"Revision 999 does not exist on enwiki.*badrevids"):
-        await fetch_docs(ScriptedClient({}), "enwiki", 999, EDIT_PLAN)
+async def test_a_missing_revision_is_an_error_for_it_alone():
+    client = ScriptedClient(edits(1))
+    results = await fetch_all(client, [999, 101], EDIT_PLAN)
+    assert isinstance(results[999], UnscorableRevision) and results[999].error_type == "RevisionNotFound"
+    assert "Revision 999 does not exist on enwiki" in results[999].message
+    assert isinstance(results[101], Fetched) and results[101].docs.parent_id == 51
 
 
-async def test_hidden_text_is_a_400_naming_texthidden():
-    client = ScriptedClient({5: revision_doc(5, 4, None)})
+async def test_a_deleted_parent_is_reported_as_mediawiki_reports_it():
+    table = edits(1)
+    del table[51]
+    results = await fetch_all(ScriptedClient(table), [101], EDIT_PLAN)
+    assert results[101].docs.parent == {"query": {"badrevids": {"51": {"revid": 51, "missing": ""}}}}
+
+
+def test_hidden_text_is_a_400_naming_texthidden():
+    revision = to_formatversion1(revision_doc(5, 4, None))["query"]["pages"]["10"]["revisions"][0]
     with pytest.raises(
-        InvalidRequest, match=r"text of revision 5 on enwiki is deleted or hidden \(texthidden\)"
+        UnscorableRevision, match=r"text of revision 5 on enwiki is deleted or hidden \(texthidden\)"
     ):
-        await fetch_docs(client, "enwiki", 5, EDIT_PLAN)
-    assert len(client.calls) == 1  # nothing else fetched for a revision that cannot be scored
+        check_readable(revision, 5, "enwiki", ("wikitext",))
 
 
-async def test_content_model_mismatch_is_a_400():
-    client = ScriptedClient({5: revision_doc(5, 4, "{}", content_model="wikibase-item")})
-    with pytest.raises(InvalidRequest, match=r"content model 'wikibase-item'; this model scores 'wikitext'"):
-        await fetch_docs(client, "enwiki", 5, EDIT_PLAN)
-    wikidata_plan = FetchPlan(needs=frozenset(), content_models=("wikibase-item",))
-    client = ScriptedClient({6: revision_doc(6, 4, "text", content_model="wikitext")})
-    with pytest.raises(InvalidRequest, match=r"content model 'wikitext'; this model scores 'wikibase-item'"):
-        await fetch_docs(client, "wikidatawiki", 6, wikidata_plan)
+def test_content_model_mismatch_is_a_400():
+    item = to_formatversion1(revision_doc(5, 4, "{}", content_model="wikibase-item"))["query"]["pages"]["10"]
+    with pytest.raises(
+        UnscorableRevision, match=r"content model 'wikibase-item'; this model scores 'wikitext'"
+    ):
+        check_readable(item["revisions"][0], 5, "enwiki", ("wikitext",))
+    text = to_formatversion1(revision_doc(6, 4, "text"))["query"]["pages"]["10"]["revisions"][0]
+    with pytest.raises(
+        UnscorableRevision, match=r"content model 'wikitext'; this model scores 'wikibase-item'"
+    ):
+        check_readable(text, 6, "wikidatawiki", ("wikibase-item",))
 
 
 def test_formatversion1_conversion():
@@ -144,7 +229,7 @@ async def test_page_creation_last_user_revision_and_suggestions_are_fetched_conc
         content_models=("wikitext",),
     )
     client = WikidataLikeClient({101: revision_doc(101, 100, "text", title="Q42")})
-    docs = await fetch_docs(client, "wikidatawiki", 101, plan)
+    docs = (await fetch_all(client, [101], plan))[101].docs
     assert sorted(docs.calls) == ["last_user_revision", "page_creation", "property_suggestions", "revision"]
     assert docs.page_creation["revid"] == 90  # the revision doc itself, ready for the solve cache
     contribs = next(call for call in client.calls if call.get("list") == "usercontribs")

@@ -15,7 +15,7 @@ from testkit import events
 from testkit.metrics import metric_delta, metric_samples, metric_sum
 
 from dev.seed_table import revscoring_rows
-from revscoring_server.fetch import FetchPlan, fetch_docs
+from revscoring_server.fetch import FetchPlan, fetch_dependents, fetch_revisions
 from revscoring_server.model_types import MODEL_TYPES, Need, Output
 from wikiserve.config import MediaWikiSettings
 from wikiserve.errors import MediaWikiError
@@ -306,9 +306,10 @@ async def test_property_suggestions_from_a_wiki_without_wikibase_suggester_are_a
     plan = FetchPlan(needs=frozenset({Need.PROPERTY_SUGGESTIONS}), content_models=("wikibase-item",))
     try:
         with pytest.raises(MediaWikiError, match="WikibaseSuggester") as info:
-            await fetch_docs(
-                pool.client("www.wikidata.org"), "wikidatawiki", a_revision(farm, "wikidatawiki"), plan
-            )
+            client = pool.client("www.wikidata.org")
+            rev_id = a_revision(farm, "wikidatawiki")
+            fetched = await fetch_revisions(client, "wikidatawiki", [rev_id])
+            await fetch_dependents(client, [fetched[rev_id]], plan)
     finally:
         await pool.close()
     assert info.value.status == 502 and "MediaWiki API" in info.value.message

@@ -1,4 +1,4 @@
-"""The `ores` image's server (`python -m revscoring_server.ores_proxy`) in front of real model servers.
+"""The `ores` image's server (`python -m revscoring_server.ores`) in front of real model servers.
 
 Upstream is the real revscoring server with all 110 services (`revscoring_all`), reached through a
 recording forwarder that stands in for Lift Wing's ingress (one endpoint, the Host header picks the service).
@@ -33,7 +33,7 @@ def ores_proxy(ingress) -> Iterator[ServerProcess]:
     port = free_port()
     env = {"LIFTWING_URL": ingress.url, "LIFTWING_TIMEOUT_S": "3", "HTTP_PORT": str(port)}
     server = ServerProcess(
-        "ores-proxy", [sys.executable, "-m", "revscoring_server.ores_proxy", f"--http_port={port}"], env, port
+        "ores-proxy", [sys.executable, "-m", "revscoring_server.ores", f"--http_port={port}"], env, port
     )
     deadline = time.monotonic() + 60
     while True:
@@ -143,7 +143,7 @@ def test_the_real_ores_client_works_through_the_proxy(ores_proxy, revscoring_all
 
 def test_without_liftwing_url_it_refuses_to_start():
     done = subprocess.run(
-        [sys.executable, "-m", "revscoring_server.ores_proxy"],
+        [sys.executable, "-m", "revscoring_server.ores"],
         env={
             "PATH": "/usr/bin:/bin",
             "PYTHONPATH": str(REPO_ROOT / "python") + ":" + str(REPO_ROOT / "revscoring"),

@@ -24,16 +24,23 @@ from revscoring_server.response import build_response, event_scores
 from revscoring_server.scoring import (
     FeatureExtractionError,
     ModelLoadError,
-    ScoreJob,
     check_output_shape,
     format_score,
     jsonable,
     load_model,
-    score_revision,
     warm_up,
     warm_up_docs,
 )
-from wikiserve.errors import InvalidRequest
+from wikiserve.errors import InvalidRequest, ServingError
+
+
+def score_one(model_path: str, model_name: str, rev_id: int, docs: ApiDocs, extended: bool = False) -> dict:
+    """One model's entry for one revision, as the scorer gets it; its ServingError is raised."""
+    job = scoring.RevisionJob(((model_name, model_path),), rev_id, docs, extended)
+    outcome = scoring.score_revision_models(job)[model_name]
+    if isinstance(outcome, ServingError):
+        raise outcome
+    return outcome
 
 NEW_TEXT = "Physics is the '''science''' of [[matter]]. lol this is stupid!!!"
 OLD_TEXT = "Physics is the science of [[matter]]."
@@ -79,7 +86,7 @@ def test_extraction_makes_no_http_call_when_the_cache_is_filled(tiny_models):
 
 
 def test_binary_score(tiny_models):
-    entry = score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, edit_docs()))
+    entry = score_one(str(tiny_models["binary"]), "damaging", 101, edit_docs())
     score = entry["score"]
     assert set(score) == {"prediction", "probability"} and "features" not in entry
     assert isinstance(score["prediction"], bool)
@@ -97,7 +104,7 @@ def test_extended_output_has_base_features_from_one_extraction(tiny_models, monk
             return super().extract(rev_ids, dependents, **kwargs)
 
     monkeypatch.setattr(scoring, "Extractor", CountingExtractor)
-    entry = score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, edit_docs(), True))
+    entry = score_one(str(tiny_models["binary"]), "damaging", 101, edit_docs(), True)
     assert len(extract_calls) == 1
     features = entry["features"]
     # log(chars + 1) is a modifier: its base feature is reported, not the modified one.
@@ -105,17 +112,17 @@ def test_extended_output_has_base_features_from_one_extraction(tiny_models, monk
     assert not any(name.startswith("feature.log(") for name in features)
     assert features["feature.wikitext.revision.parent.chars"] == len(OLD_TEXT)
     assert features["feature.tests.comment_is_rude"] is False  # comment "copyedit"
-    plain = score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, edit_docs()))
+    plain = score_one(str(tiny_models["binary"]), "damaging", 101, edit_docs())
     assert plain["score"] == entry["score"]
 
 
 def test_multiclass_and_multilabel_scores(tiny_models):
     docs = ApiDocs(rev_id=5, revision=to_formatversion1(revision_doc(5, 0, "== A ==\n[[B]] [[C]]")))
-    multiclass = score_revision(ScoreJob(str(tiny_models["multiclass"]), "articlequality", 5, docs))["score"]
+    multiclass = score_one(str(tiny_models["multiclass"]), "articlequality", 5, docs)["score"]
     assert multiclass["prediction"] in multiclass["probability"]
     assert set(multiclass["probability"]) == {"Stub", "Start", "B"}
     assert math.isclose(sum(multiclass["probability"].values()), 1.0, abs_tol=1e-6)
-    multilabel = score_revision(ScoreJob(str(tiny_models["multilabel"]), "drafttopic", 5, docs))["score"]
+    multilabel = score_one(str(tiny_models["multilabel"]), "drafttopic", 5, docs)["score"]
     assert isinstance(multilabel["prediction"], list)
     assert all(0.0 <= p <= 1.0 for p in multilabel["probability"].values())
     assert set(multilabel["prediction"]) == {
@@ -124,12 +131,12 @@ def test_multiclass_and_multilabel_scores(tiny_models):
 
 
 def test_the_job_is_picklable_and_scores_the_same_in_another_process(tiny_models):
-    job = ScoreJob(str(tiny_models["binary"]), "damaging", 101, edit_docs(), True)
+    job = scoring.RevisionJob(((("damaging", str(tiny_models["binary"])),)), 101, edit_docs(), True)
     assert pickle.loads(pickle.dumps(job)) == job
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        remote = pool.submit(score_revision, job).result(timeout=120)
-    assert remote == score_revision(job)
+        remote = pool.submit(scoring.score_revision_models, job).result(timeout=120)
+    assert remote == scoring.score_revision_models(job)
 
 
 @pytest.mark.parametrize(
@@ -152,14 +159,14 @@ def test_the_job_is_picklable_and_scores_the_same_in_another_process(tiny_models
 )
 def test_revscoring_extraction_errors_are_400s(tiny_models, docs, message):
     with pytest.raises(InvalidRequest, match=message):
-        score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, docs()))
+        score_one(str(tiny_models["binary"]), "damaging", 101, docs())
 
 
 def test_unfetched_data_is_a_500_not_a_blocking_http_call(tiny_models):
     with pytest.raises(
         FeatureExtractionError, match="needed MediaWiki data the server did not fetch"
     ) as info:
-        score_revision(ScoreJob(str(tiny_models["binary"]), "damaging", 101, edit_docs(fetch_parent=False)))
+        score_one(str(tiny_models["binary"]), "damaging", 101, edit_docs(fetch_parent=False))
     assert info.value.status == 500
 
 
@@ -260,13 +267,13 @@ def test_page_creation_and_last_user_revision_come_from_the_prefetched_docs(tmp_
         page_creation=creation,
         last_user_revision=contribs,
     )
-    entry = score_revision(ScoreJob(str(path), "damaging", 101, docs, extended_output=True))
+    entry = score_one(str(path), "damaging", 101, docs, extended=True)
     features = entry["features"]
     assert features["feature.temporal.revision.page.creation.seconds_since"] == 86400
     assert features["feature.temporal.revision.user.last_revision.seconds_since"] == 3600
 
 
-def test_several_models_of_one_revision_share_one_solve_cache(tiny_models, monkeypatch):
+def test_several_models_of_one_revision_share_what_they_define_alike(tiny_models, monkeypatch):
     calls = []
 
     class RecordingExtractor(Extractor):
@@ -282,9 +289,9 @@ def test_several_models_of_one_revision_share_one_solve_cache(tiny_models, monke
     # goodfaith has damaging's features: all solved already, so it makes no extraction call of its own
     assert len(calls) == 2
     (first_features, first_cache, _), (second_features, second_cache, known_before) = calls
-    assert first_cache is second_cache  # revscoring memoizes every solved dependency in this dict
+    assert first_cache is not second_cache  # each model solves in its own cache...
     shared = set(first_features) & set(second_features)
-    assert shared and shared <= known_before  # computed once, for the first model; the second reads them
+    assert shared and shared <= known_before  # ...seeded with what the first computed under equal definitions
     assert entries["goodfaith"] == entries["damaging"]
 
 
@@ -296,7 +303,7 @@ def test_scoring_models_together_equals_scoring_them_one_by_one(tiny_models):
         ("drafttopic", str(tiny_models["multilabel"])),
     )
     together = scoring.score_revision_models(scoring.RevisionJob(models, 101, docs, True))
-    one_by_one = {name: score_revision(ScoreJob(path, name, 101, docs, True)) for name, path in models}
+    one_by_one = {name: score_one(path, name, 101, docs, True) for name, path in models}
     assert together == one_by_one
 
 
@@ -312,9 +319,40 @@ def test_scoring_models_together_equals_scoring_them_one_by_one(tiny_models):
 def test_a_model_that_cannot_score_gets_an_ores_error_and_the_others_score(tiny_models, docs, error_type):
     models = (("damaging", str(tiny_models["binary"])), ("articlequality", str(tiny_models["multiclass"])))
     entries = scoring.score_revision_models(scoring.RevisionJob(models, 101, docs()))
-    assert entries["damaging"]["error"]["type"] == error_type
-    assert "revision 101" in entries["damaging"]["error"]["message"]
+    error = scoring.error_entry(entries["damaging"])
+    assert error["error"]["type"] == error_type
+    assert "revision 101" in error["error"]["message"]
     assert set(entries["articlequality"]) == {"score"}  # reads the revision's own text only
+
+
+def test_namesakes_with_different_definitions_are_solved_apart(tmp_path):
+    """Two models defining different features under one name (as articlequality and draftquality do on
+    ptwiki) each get their own value, as revscoring's own extractor gives it for that model alone."""
+    from revscoring.datasources.meta import filters
+    from revscoring.features import wikitext
+    from revscoring.features.meta import aggregators
+
+    links = wikitext.revision.datasources.wikilink_titles
+    namesake = "tests.revision.category_links"
+    english = aggregators.len(filters.regex_matching(r"Category:", links), name=namesake)
+    portuguese = aggregators.len(filters.regex_matching(r"Categoria:", links), name=namesake)
+    docs = edit_docs(rev=revision_doc(101, 100, "[[Category:A]] [[Category:B]] [[Categoria:C]] [[x]]"))
+    paths = {}
+    for name, feature in (("articlequality", english), ("draftquality", portuguese)):
+        features = [feature, wikitext.revision.wikilinks]
+        model = GradientBoosting(features, labels=["Stub", "Start", "B"], version="1", n_estimators=3)
+        model.train([([i % 4, i], ["Stub", "Start", "B"][i % 3]) for i in range(30)])
+        paths[name] = tmp_path / f"{name}.bin"
+        with open(paths[name], "wb") as handle:
+            model.dump(handle)
+    models = tuple((name, str(path)) for name, path in paths.items())
+    together = scoring.score_revision_models(scoring.RevisionJob(models, 101, docs, True))
+    extractor = Extractor(CountingSession(), http_cache=scoring._http_cache(docs))
+    for name, feature in (("articlequality", english), ("draftquality", portuguese)):
+        (reference,) = extractor.extract(101, [feature])  # this model alone, revscoring's own solve
+        assert together[name]["features"][f"feature.{namesake}"] == reference
+    assert together["articlequality"]["features"][f"feature.{namesake}"] == 2
+    assert together["draftquality"]["features"][f"feature.{namesake}"] == 1
 
 
 def test_unscorable_revision_errors_survive_a_worker_process():

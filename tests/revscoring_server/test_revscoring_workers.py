@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from revscoring_server.fetch import ApiDocs
-from revscoring_server.scoring import ScoreJob
+from revscoring_server.scoring import RevisionJob
 from revscoring_server.workers import WorkerCrashed, WorkerPool, job_text_bytes, pool_from_env, usable_cores
 from wikiserve.config import SettingsError
 
@@ -27,8 +27,8 @@ def _revision_doc(text: str) -> dict:
 
 def test_job_weight_is_the_text_of_the_revision_and_its_parent():
     docs = ApiDocs(rev_id=2, revision=_revision_doc("a" * 700), parent_id=1, parent=_revision_doc("b" * 300))
-    assert job_text_bytes((ScoreJob("m.bin", "damaging", 2, docs),)) == 1000
-    assert job_text_bytes((ScoreJob("m.bin", "damaging", 3, ApiDocs(rev_id=3, revision={})),)) == 0
+    assert job_text_bytes((RevisionJob((("damaging", "m.bin"),), 2, docs),)) == 1000
+    assert job_text_bytes((RevisionJob((("damaging", "m.bin"),), 3, ApiDocs(rev_id=3, revision={})),)) == 0
     assert job_text_bytes(("not a job",)) == 0
 
 
