@@ -83,7 +83,10 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def revscoring_all(farm: Any, demo_models: Path, event_receiver: EventReceiver) -> Iterator[ServerProcess]:
-    """ONE real server process serving all 110 revscoring services (the demo models) against the farm."""
+    """ONE real server process serving all 110 revscoring services (the demo models) against the farm.
+
+    Without a score cache: every answer of every route is computed, so the reference tests compare fresh
+    computations whatever ran before them (the cache has its own tests, test_revscoring_score_cache.py)."""
     isvcs = [row.isvc for row in revscoring_rows()]
     missing = [isvc for isvc in isvcs if not (demo_models / isvc / "model.bin").exists()]
     if missing:
@@ -94,6 +97,7 @@ def revscoring_all(farm: Any, demo_models: Path, event_receiver: EventReceiver) 
         "EVENTGATE_STREAM": EVENT_STREAM,
         "EVENTGATE_TIMEOUT_S": str(EVENTGATE_TIMEOUT_S),
         "LOG_LEVEL": "INFO",
+        "SCORE_CACHE_SIZE": "0",
     }
     args = ["revscoring_server", f"--models_dir={demo_models}", *[f"--isvc={isvc}" for isvc in isvcs]]
     server = start_server("revscoring-all", args, env, [isvcs[0], isvcs[-1]], timeout_s=300)

@@ -1,4 +1,8 @@
-"""Every revscoring row's values against the independent reference (reference_scoring.py).
+"""Every revscoring row's values against the independent reference (reference_scoring.py), by every road.
+
+The roads: `{"rev_id"}`, `{"rev_ids"}` batches, events, and ORES's API asked for ALL of a wiki's models at
+once with `features` (where models share extraction work, and where namesake features of two packages once
+leaked from one model to the other). The server has no score cache, so each answer is computed afresh.
 
 For each of the 110 services and a spread of its wiki's farm revisions (an edit with a parent by an
 experienced user, an anonymous edit, a new account's edit, the large revision, the first revision of a
@@ -20,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 from reference_scoring import ReferenceJob, as_json, differences, label_key, run_all
+from testkit.events import page_change_event, revision_create_event
 
 from dev.seed_table import revscoring_rows
 
@@ -97,26 +102,72 @@ def served(revscoring_all, revisions) -> dict[tuple[int, str], requests.Response
         return dict(zip(asks, pool.map(ask, asks), strict=True))
 
 
+@pytest.fixture(scope="module")
+def served_ores(revscoring_all, revisions) -> dict[str, requests.Response]:
+    """ORES's answer for each wiki: every model of the wiki, every revision of its spread, with features."""
+    def ask(dbname: str) -> requests.Response:
+        models = "|".join(row.model_type for row in ROWS if row.dbname == dbname)
+        revids = "|".join(str(rev_id) for rev_id in revisions[dbname].values())
+        return requests.get(f"{revscoring_all.url}/v3/scores/{dbname}/", timeout=300,
+                            params={"models": models, "revids": revids, "features": ""})
+
+    wikis = sorted(revisions)
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(wikis, pool.map(ask, wikis), strict=True))
+
+
+@pytest.fixture(scope="module")
+def served_batches(revscoring_all, revisions) -> dict[str, requests.Response]:
+    """Each service's `rev_ids` batch of its wiki's spread, with extended output."""
+    def ask(row: Any) -> requests.Response:
+        body = {"rev_ids": list(revisions[row.dbname].values()), "extended_output": True}
+        return revscoring_all.predict(row.isvc, body, timeout_s=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip((row.isvc for row in ROWS), pool.map(ask, ROWS), strict=True))
+
+
+@pytest.fixture(scope="module")
+def served_events(revscoring_all, farm, revisions) -> dict[str, requests.Response]:
+    """Each service's answer to an event naming its wiki's ordinary edit (revision-create 1.x, 2.x and
+    page-change, in turn)."""
+    def ask(numbered: tuple[int, Any]) -> requests.Response:
+        number, row = numbered
+        wiki, rev_id = farm.manifest[row.dbname], revisions[row.dbname]["good_rev_id"]
+        event = (revision_create_event(wiki, rev_id, 1), revision_create_event(wiki, rev_id, 2),
+                 page_change_event(wiki, rev_id))[number % 3]
+        return revscoring_all.predict(row.isvc, {"event": event, "extended_output": True}, timeout_s=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip((row.isvc for row in ROWS), pool.map(ask, enumerate(ROWS)), strict=True))
+
+
+def entry_problems(expected: dict[str, Any], entry: dict[str, Any], label: str) -> list[str]:
+    """How a served entry `{"score", "features"}` differs from the reference's answer."""
+    assert "error" not in expected, f"the reference could not score {label}: {expected}"
+    assert "score" in entry, f"{label}: {entry}"
+    probability = {label_key(k): v for k, v in expected["probability"].items()}
+    prediction = expected["prediction"]
+    prediction = ([label_key(p) if isinstance(p, bool) else p for p in prediction]
+                  if isinstance(prediction, list) else prediction)
+    features = {name: as_json(value) for name, value in expected["features"].items()}
+    score = entry["score"]
+    return ([f"{label} probability{d}" for d in differences(probability, score["probability"])]
+            + [f"{label} prediction{d}" for d in differences(prediction, score["prediction"])]
+            + [f"{label} features{d}" for d in differences(features, entry["features"])])
+
+
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
 def test_scores_and_base_features_equal_revscorings_own(row, revisions, reference, served):
     problems = []
     for kind, rev_id in revisions[row.dbname].items():
         if kind == HIDDEN:
             continue
-        expected, response = reference[(rev_id, row.isvc)], served[(rev_id, row.isvc)]
         label = f"{kind} {rev_id} ({SPREAD[kind]})"
-        assert "error" not in expected, f"the reference could not score {label}: {expected}"
+        response = served[(rev_id, row.isvc)]
         assert response.status_code == 200, f"{label}: {response.text}"
         entry = response.json()[row.dbname]["scores"][str(rev_id)][row.model_type]
-        probability = {label_key(k): v for k, v in expected["probability"].items()}
-        prediction = expected["prediction"]
-        prediction = ([label_key(p) if isinstance(p, bool) else p for p in prediction]
-                      if isinstance(prediction, list) else prediction)
-        features = {name: as_json(value) for name, value in expected["features"].items()}
-        score = entry["score"]
-        problems += [f"{label} probability{d}" for d in differences(probability, score["probability"])]
-        problems += [f"{label} prediction{d}" for d in differences(prediction, score["prediction"])]
-        problems += [f"{label} features{d}" for d in differences(features, entry["features"])]
+        problems += entry_problems(reference[(rev_id, row.isvc)], entry, label)
     assert not problems, "\n".join(problems[:20])
     # The comparison is not vacuous: the base features differ from revision to revision. (The probabilities
     # of some demo topic models do not: see CONSTANT_DEMO_MODELS.)
@@ -125,6 +176,47 @@ def test_scores_and_base_features_equal_revscorings_own(row, revisions, referenc
     assert len({repr(sorted(answer["features"].items())) for answer in answers}) > 1, row.isvc
     constant = len({repr(sorted(answer["probability"].items(), key=str)) for answer in answers}) == 1
     assert constant == (row.isvc in CONSTANT_DEMO_MODELS), f"{row.isvc}: constant probabilities: {constant}"
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_ores_with_every_model_of_the_wiki_equals_revscorings_own_per_model(row, revisions, reference,
+                                                                            served_ores):
+    response = served_ores[row.dbname]
+    assert response.status_code == 200, response.text
+    scores = response.json()[row.dbname]["scores"]
+    problems = []
+    for kind, rev_id in revisions[row.dbname].items():
+        entry = scores[str(rev_id)][row.model_type]
+        if kind == HIDDEN:
+            assert entry["error"]["type"] == reference[(rev_id, row.isvc)]["error"] == "TextDeleted", entry
+            continue
+        problems += entry_problems(reference[(rev_id, row.isvc)], entry, f"ORES {kind} {rev_id}")
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_a_rev_ids_batch_equals_revscorings_own(row, revisions, reference, served_batches):
+    response = served_batches[row.isvc]
+    assert response.status_code == 200, response.text
+    scores = response.json()[row.dbname]["scores"]
+    problems = []
+    for kind, rev_id in revisions[row.dbname].items():
+        entry = scores[str(rev_id)][row.model_type]
+        if kind == HIDDEN:
+            assert entry["error"]["type"] == "TextDeleted", entry
+            continue
+        problems += entry_problems(reference[(rev_id, row.isvc)], entry, f"rev_ids {kind} {rev_id}")
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_an_event_equals_revscorings_own(row, revisions, reference, served_events):
+    rev_id = revisions[row.dbname]["good_rev_id"]
+    response = served_events[row.isvc]
+    assert response.status_code == 200, response.text
+    entry = response.json()[row.dbname]["scores"][str(rev_id)][row.model_type]
+    problems = entry_problems(reference[(rev_id, row.isvc)], entry, f"event {rev_id}")
+    assert not problems, "\n".join(problems[:20])
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
