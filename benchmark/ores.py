@@ -2,17 +2,22 @@
 
     python -m benchmark.ores [--rounds 3] [--revisions 50] [--client-revisions 1000] [--cache-seconds 5]
 
-One revscoring server process (enwiki-damaging and enwiki-goodfaith, extraction workers as in production)
-against the real MediaWiki farm, started like its image starts it. MediaWiki calls are the server's own
-`mediawiki_request_duration_seconds` counts; CPU is the server's process tree (server + workers).
+One revscoring server process (enwiki's damaging, goodfaith, articlequality and draftquality, extraction
+workers as in production) against the real MediaWiki farm, started like its image starts it. MediaWiki calls
+are the server's own `mediawiki_request_duration_seconds` counts; CPU is the server's process tree (server +
+workers).
 
-1. One ORES request (damaging|goodfaith, 50 revisions) against the same 100 scores as 100 single KServe
-   calls: MediaWiki calls and CPU per scored pair (goal: <= 0.5x the calls, <= 0.55x the CPU). No cache.
+1. For each pair (damaging|goodfaith, articlequality|draftquality): one ORES request (50 revisions) against
+   the same 100 scores as 100 single KServe calls: MediaWiki calls and CPU per scored pair (goal: <= 0.5x
+   the calls, <= 0.55x the CPU), and the MediaWiki calls of the 50-revision request (goal: <= 6). No cache.
 2. The same ORES request repeated, served from the score cache, against cold (cache off): throughput
    (goal >= 20x).
 3. The real `ores` client (`ores.api.Session`: 50 revisions a request, 4 in parallel) scoring
    `--client-revisions` revisions x 2 models end to end, against the same scores through the KServe route one
    by one. No cache (the farm has fewer revisions than that, so ids repeat).
+4. Latency at concurrency 1 and throughput at concurrency 8 of single KServe calls (enwiki-damaging), against
+   a server scoring in a thread of its own process (EXTRACTION_WORKERS=0), the two measured in turn in the
+   same run (goal: p50 at c=1 within 0.3 ms of it; at c=8 more requests/s than it).
 Results: printed, and `.state/bench/results/ores-latest.md`.
 """
 
@@ -22,6 +27,7 @@ import argparse
 import asyncio
 import json
 import re
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -36,8 +42,9 @@ from benchmark.report import utc_now
 
 REPO = Path(__file__).resolve().parent.parent
 STATE = REPO / ".state" / "bench"
-ISVCS = ("enwiki-damaging", "enwiki-goodfaith")
-MODELS = ("damaging", "goodfaith")
+ISVCS = ("enwiki-damaging", "enwiki-goodfaith", "enwiki-articlequality", "enwiki-draftquality")
+PAIRS = (("damaging", "goodfaith"), ("articlequality", "draftquality"))
+MODELS = PAIRS[0]  # what the cache and the ores client runs ask for
 
 
 @dataclass
@@ -111,8 +118,10 @@ async def measure(
     return Usage(cpu1 - cpu0, calls1 - calls0, wall)
 
 
-async def ores_request(session: aiohttp.ClientSession, url: str, rev_ids: list[int]) -> bytes:
-    params = {"models": "|".join(MODELS), "revids": "|".join(map(str, rev_ids))}
+async def ores_request(
+    session: aiohttp.ClientSession, url: str, rev_ids: list[int], models: tuple[str, ...] = MODELS
+) -> bytes:
+    params = {"models": "|".join(models), "revids": "|".join(map(str, rev_ids))}
     async with session.get(f"{url}/v3/scores/enwiki/", params=params) as response:
         body = await response.read()
         if response.status != 200:
@@ -121,39 +130,49 @@ async def ores_request(session: aiohttp.ClientSession, url: str, rev_ids: list[i
 
 
 async def single_calls(
-    session: aiohttp.ClientSession, url: str, rev_ids: list[int], concurrency: int
-) -> None:
-    queue = [(isvc, rev_id) for rev_id in rev_ids for isvc in ISVCS]
+    session: aiohttp.ClientSession,
+    url: str,
+    rev_ids: list[int],
+    concurrency: int,
+    models: tuple[str, ...] = MODELS,
+) -> list[float]:
+    """Every (revision, model) as its own KServe call; the latency of each, in seconds."""
+    queue = [(f"enwiki-{model}", rev_id) for rev_id in rev_ids for model in models]
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(isvc: str, rev_id: int) -> None:
+    async def one(isvc: str, rev_id: int) -> float:
         async with semaphore:
+            started = time.perf_counter()
             async with session.post(f"{url}/v1/models/{isvc}:predict", json={"rev_id": rev_id}) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{isvc} {rev_id}: {response.status}")
+            return time.perf_counter() - started
 
-    await asyncio.gather(*(one(isvc, rev_id) for isvc, rev_id in queue))
+    return await asyncio.gather(*(one(isvc, rev_id) for isvc, rev_id in queue))
 
 
-async def batch_vs_single(server: Server, rev_ids: list[int], rounds: int) -> dict[str, float]:
+async def batch_vs_single(
+    server: Server, rev_ids: list[int], rounds: int, models: tuple[str, ...]
+) -> dict[str, float]:
     """Alternating rounds of the ORES request and of the 100 single calls (concurrency 8, like a client)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        await ores_request(session, server.url, rev_ids)  # warm-up (connections, lazily loaded data)
-        await single_calls(session, server.url, rev_ids[:5], 4)
+        await ores_request(session, server.url, rev_ids, models)  # warm-up (connections, lazy data)
+        await single_calls(session, server.url, rev_ids[:5], 4, models)
         ores, single = Usage(0, 0, 0), Usage(0, 0, 0)
         for _ in range(rounds):
             for total, work in (
-                (ores, lambda: ores_request(session, server.url, rev_ids)),
-                (single, lambda: single_calls(session, server.url, rev_ids, 8)),
+                (ores, lambda: ores_request(session, server.url, rev_ids, models)),
+                (single, lambda: single_calls(session, server.url, rev_ids, 8, models)),
             ):
                 usage = await measure(server, session, work)
                 total.cpu_s += usage.cpu_s
                 total.mediawiki_calls += usage.mediawiki_calls
                 total.wall_s += usage.wall_s
-    pairs = rounds * len(rev_ids) * len(MODELS)
+    pairs = rounds * len(rev_ids) * len(models)
     return {
         "pairs": pairs,
+        "ores_calls_per_request": ores.mediawiki_calls / rounds,
         "ores_calls_per_pair": ores.mediawiki_calls / pairs,
         "single_calls_per_pair": single.mediawiki_calls / pairs,
         "ores_cpu_ms_per_pair": ores.cpu_s / pairs * 1000,
@@ -161,6 +180,27 @@ async def batch_vs_single(server: Server, rev_ids: list[int], rounds: int) -> di
         "ores_wall_s": ores.wall_s / rounds,
         "single_wall_s": single.wall_s / rounds,
     }
+
+
+async def latency_and_throughput(servers: dict[str, Server], rev_ids: list[int], rounds: int) -> dict:
+    """Per server: p50 latency at concurrency 1 and requests/s at concurrency 8 (enwiki-damaging singles),
+    the servers measured in turn, `rounds` times, so both see the same machine."""
+    latencies: dict[str, list[float]] = {name: [] for name in servers}
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        for server in servers.values():
+            await single_calls(session, server.url, rev_ids[:10], 1, ("damaging",))  # warm-up
+        for _ in range(rounds):
+            for name, server in servers.items():
+                latencies[name] += await single_calls(session, server.url, rev_ids, 1, ("damaging",))
+                started = time.perf_counter()
+                await single_calls(session, server.url, rev_ids * 4, 8, ("damaging",))
+                rates[name].append(len(rev_ids) * 4 / (time.perf_counter() - started))
+    results: dict[str, float] = {}
+    for name in servers:
+        results[f"{name}_c1_p50_ms"] = statistics.median(latencies[name]) * 1000
+        results[f"{name}_c8_rps"] = statistics.median(rates[name])
+    return results
 
 
 async def throughput(url: str, rev_ids: list[int], seconds: float, concurrency: int = 4) -> float:
@@ -203,24 +243,42 @@ async def one_by_one(url: str, revids: list[int]) -> float:
         return time.monotonic() - started
 
 
+def pair_rows(r: dict, pair: tuple[str, ...]) -> list[str]:
+    name = "+".join(pair)
+    p = {key.removeprefix(f"{name}_"): value for key, value in r.items() if key.startswith(f"{name}_")}
+    call_ratio = p["ores_calls_per_pair"] / p["single_calls_per_pair"]
+    cpu_ratio = p["ores_cpu_ms_per_pair"] / p["single_cpu_ms_per_pair"]
+    return [
+        f"| {name}: MediaWiki calls per scored pair | {p['ores_calls_per_pair']:.2f} "
+        f"| {p['single_calls_per_pair']:.2f} | {call_ratio:.2f} | <= 0.5 |",
+        f"| {name}: MediaWiki calls of the {r['revisions']:.0f}-revision request | "
+        f"{p['ores_calls_per_request']:.1f} | | | <= 6 |",
+        f"| {name}: server CPU per scored pair (ms) | {p['ores_cpu_ms_per_pair']:.2f} "
+        f"| {p['single_cpu_ms_per_pair']:.2f} | {cpu_ratio:.2f} | <= 0.55 |",
+        f"| {name}: wall time of one batch of scores (s) | {p['ores_wall_s']:.2f} | {p['single_wall_s']:.2f} "
+        "| | |",
+    ]
+
+
 def report(results: dict[str, float], args: argparse.Namespace) -> str:
     r = results
-    call_ratio = r["ores_calls_per_pair"] / r["single_calls_per_pair"]
-    cpu_ratio = r["ores_cpu_ms_per_pair"] / r["single_cpu_ms_per_pair"]
     cache_ratio = r["warm_rps"] / r["cold_rps"]
     lines = [
         f"# ORES API benchmark ({utc_now()})",
         "",
-        f"enwiki, damaging + goodfaith, {r['revisions']:.0f} revisions x {args.rounds} rounds; demo models; "
-        "the local farm.",
+        f"enwiki, {r['revisions']:.0f} revisions x {args.rounds} rounds; demo models; the local farm.",
         "",
         "| measure | ORES request | the same scores as single KServe calls | ratio | goal |",
         "| --- | --- | --- | --- | --- |",
-        f"| MediaWiki calls per scored pair | {r['ores_calls_per_pair']:.2f} "
-        f"| {r['single_calls_per_pair']:.2f} | {call_ratio:.2f} | <= 0.5 |",
-        f"| server CPU per scored pair (ms) | {r['ores_cpu_ms_per_pair']:.2f} "
-        f"| {r['single_cpu_ms_per_pair']:.2f} | {cpu_ratio:.2f} | <= 0.55 |",
-        f"| wall time of one batch of scores (s) | {r['ores_wall_s']:.2f} | {r['single_wall_s']:.2f} | | |",
+        *(row for pair in PAIRS for row in pair_rows(r, pair)),
+        "",
+        "| enwiki-damaging, single calls | workers (default) | a thread (EXTRACTION_WORKERS=0) | difference "
+        "| goal |",
+        "| --- | --- | --- | --- | --- |",
+        f"| p50 latency at concurrency 1 (ms) | {r['workers_c1_p50_ms']:.2f} | {r['thread_c1_p50_ms']:.2f} "
+        f"| {r['workers_c1_p50_ms'] - r['thread_c1_p50_ms']:+.2f} ms | <= +0.3 ms |",
+        f"| requests/s at concurrency 8 | {r['workers_c8_rps']:.1f} | {r['thread_c8_rps']:.1f} "
+        f"| {r['workers_c8_rps'] / r['thread_c8_rps']:.2f}x | > 1 |",
         "",
         "| measure | cold (no cache) | from the cache | ratio | goal |",
         "| --- | --- | --- | --- | --- |",
@@ -255,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
             rev_ids = available[: args.revisions]
             results["revisions"] = len(rev_ids)
             revids = [available[i % len(available)] for i in range(args.client_revisions)]
-            results.update(asyncio.run(batch_vs_single(cold, rev_ids, args.rounds)))
+            for pair in PAIRS:
+                figures = asyncio.run(batch_vs_single(cold, rev_ids, args.rounds, pair))
+                results.update({f"{'+'.join(pair)}_{key}": value for key, value in figures.items()})
             results["cold_rps"] = asyncio.run(throughput(cold.url, rev_ids, args.cache_seconds))
             results["client_s"] = client_run(cold.url, revids)
             results["one_by_one_s"] = asyncio.run(one_by_one(cold.url, revids))
@@ -266,6 +326,17 @@ def main(argv: list[str] | None = None) -> int:
             results["warm_rps"] = asyncio.run(throughput(warm.url, rev_ids, args.cache_seconds))
         finally:
             warm.stop()
+        servers = {
+            "workers": Server("ores-workers", farm_url, args.models_dir, SCORE_CACHE_SIZE="0"),
+            "thread": Server(
+                "ores-thread", farm_url, args.models_dir, SCORE_CACHE_SIZE="0", EXTRACTION_WORKERS="0"
+            ),
+        }
+        try:
+            results.update(asyncio.run(latency_and_throughput(servers, rev_ids, args.rounds)))
+        finally:
+            for server in servers.values():
+                server.stop()
     text = report(results, args)
     out = STATE / "results" / "ores-latest.md"
     out.parent.mkdir(parents=True, exist_ok=True)

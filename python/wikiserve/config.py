@@ -22,6 +22,9 @@ DEFAULT_USER_AGENT = (
     "WMF ML Team lift-wing model server (https://wikitech.wikimedia.org/wiki/Machine_Learning/LiftWing)"
 )
 DEFAULT_MODEL_PATH = "/mnt/models/model.bin"  # where KServe's storage initializer puts the model
+# Each kind of event's production stream, used when EVENTGATE_STREAM does not name one for both.
+REVISION_SCORE_STREAM = "mediawiki.revision-score"
+PREDICTION_STREAM = "mediawiki.page_outlink_topic_prediction_change.v1"
 
 # Which servers read a row. A server validates only its own rows: an outlink-only variable left in a
 # revscoring pod's environment must not stop it.
@@ -169,6 +172,11 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+def default(name: str) -> Any:
+    """The table's default of a setting: the settings objects below take their defaults from here alone."""
+    return SETTINGS_BY_NAME[name].default
+
+
 def settings_for(family: str | None) -> list[Setting]:
     """The rows a server of `family` reads (the shared core's and its own); None: every row."""
     return [s for s in SETTINGS if family is None or s.used_by in (SERVER, family)]
@@ -217,13 +225,13 @@ class MediaWikiSettings:
     `Host` header (`WIKI_HOST`); without `WIKI_URL` the wiki's public domain is used.
     """
 
-    url: str | None = None
-    host: str | None = None
-    timeout_s: float = 5.0
-    attempts: int = 3
-    backoff_base_s: float = 0.2
-    backoff_cap_s: float = 2.0
-    user_agent: str = DEFAULT_USER_AGENT
+    url: str | None = default("WIKI_URL")
+    host: str | None = default("WIKI_HOST")
+    timeout_s: float = default("MEDIAWIKI_TIMEOUT_S")
+    attempts: int = default("MEDIAWIKI_ATTEMPTS")
+    backoff_base_s: float = 0.2  # not configurable: the first retry's wait, doubled each time up to the cap
+    backoff_cap_s: float = default("MEDIAWIKI_BACKOFF_CAP_S")
+    user_agent: str = default("MEDIAWIKI_USER_AGENT")
     max_connections: int = 100
 
     def endpoint_for(self, domain: str) -> tuple[str, str | None]:
@@ -249,11 +257,11 @@ class EventGateSettings:
     """`EVENTGATE_STREAM` names the stream of every event a server posts; unset, each kind of event goes to
     its own production stream (revision-score events, and the outlink model's topic predictions)."""
 
-    url: str | None = None
-    stream: str = "mediawiki.revision-score"
-    prediction_stream: str = "mediawiki.page_outlink_topic_prediction_change.v1"
-    ca_bundle: str | None = None  # None: the system's CA store; TLS is always verified
-    timeout_s: float = 5.0
+    url: str | None = default("EVENTGATE_URL")
+    stream: str = REVISION_SCORE_STREAM
+    prediction_stream: str = PREDICTION_STREAM
+    ca_bundle: str | None = default("EVENTGATE_CA_BUNDLE")  # None: the system's CA store; TLS always verified
+    timeout_s: float = default("EVENTGATE_TIMEOUT_S")
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> EventGateSettings:
@@ -270,10 +278,10 @@ class EventGateSettings:
 class ScoreCacheSettings:
     """The score cache (wikiserve.score_cache): an in-process LRU, or Redis shared by replicas."""
 
-    size: int = 10_000  # entries of the in-process LRU; 0: no cache (ignored with Redis)
-    ttl_s: float = 86_400.0
-    redis_url: str | None = None
-    redis_timeout_s: float = 0.25  # per Redis call; past it the request is served without the cache
+    size: int = default("SCORE_CACHE_SIZE")  # entries of the in-process LRU; 0: no cache (ignored with Redis)
+    ttl_s: float = default("SCORE_CACHE_TTL_S")
+    redis_url: str | None = default("REDIS_URL")
+    redis_timeout_s: float = default("REDIS_TIMEOUT_S")  # per Redis call; past it, served without the cache
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> ScoreCacheSettings:
@@ -290,9 +298,9 @@ class LiftWingSettings:
     """Where the `ores` image finds the model servers: one endpoint for all of them (`LIFTWING_URL`); the
     `Host` header (`LIFTWING_HOST`, a template of `{isvc}` and `{namespace}`) picks the InferenceService."""
 
-    url: str | None = None
-    host: str = "{isvc}.{namespace}.wikimedia.org"
-    timeout_s: float = 30.0
+    url: str | None = default("LIFTWING_URL")
+    host: str = default("LIFTWING_HOST")
+    timeout_s: float = default("LIFTWING_TIMEOUT_S")
     max_connections: int = 100
 
     @classmethod
@@ -304,12 +312,12 @@ class LiftWingSettings:
 
 @dataclass(frozen=True)
 class ServerSettings:
-    http_port: int = 8080
-    grpc_port: int | None = None  # KServe's V2 gRPC protocol is served only when a port is configured
-    max_body_bytes: int = 1024 * 1024
-    shutdown_grace_s: float = 25.0
-    json_logs: bool = True
-    log_level: str = "INFO"
+    http_port: int = default("HTTP_PORT")
+    grpc_port: int | None = default("GRPC_PORT")  # KServe's V2 gRPC is served only when a port is configured
+    max_body_bytes: int = default("MAX_BODY_BYTES")
+    shutdown_grace_s: float = default("SHUTDOWN_GRACE_S")
+    json_logs: bool = default("LOG_FORMAT") == "json"
+    log_level: str = default("LOG_LEVEL")
     mediawiki: MediaWikiSettings = MediaWikiSettings()
     eventgate: EventGateSettings = EventGateSettings()
     score_cache: ScoreCacheSettings = ScoreCacheSettings()

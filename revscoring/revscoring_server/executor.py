@@ -22,3 +22,8 @@ class OffLoopExecutor:
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    def may_run_here(self, job: Any) -> bool:
+        """Whether `job` may run in the caller's own thread when nothing else is being served. Not with a
+        thread pool: revscoring's native dependencies are not safe in two threads at once."""
+        return False

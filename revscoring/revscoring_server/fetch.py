@@ -92,7 +92,9 @@ async def fetch_revisions(
         entry = found.get(rev_id)
         if entry is None:
             results[rev_id] = UnscorableRevision(
-                "RevisionNotFound", f"Revision {rev_id} does not exist on {dbname} (or was deleted)."
+                "RevisionNotFound",
+                f"Revision {rev_id} does not exist on {dbname} (or was deleted): "
+                "MediaWiki reports it in 'badrevids'.",
             )
             continue
         page, revision = entry

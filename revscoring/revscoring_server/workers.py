@@ -43,6 +43,9 @@ T = TypeVar("T")
 DEFAULT_HEAVY_BYTES: int = SETTINGS_BY_NAME["HEAVY_REVISION_BYTES"].default
 DEFAULT_NICE: int = SETTINGS_BY_NAME["EXTRACTION_NICE"].default
 DEFAULT_HEAVY_NICE: int = SETTINGS_BY_NAME["HEAVY_EXTRACTION_NICE"].default
+# Wikitext (revision + parent) up to which a job of the only request being served runs in the server process:
+# about 10 ms of extraction at most, so the event loop stays responsive (health checks, new requests).
+INLINE_BYTES = 20_000
 
 
 class WorkerCrashed(ServingError):
@@ -150,6 +153,7 @@ class WorkerPool(OffLoopExecutor):
         self.nice = nice
         self.heavy_nice = heavy_nice
         self.weigh = weigh
+        self.inline_bytes = min(INLINE_BYTES, heavy_bytes)
         self._lock = threading.Lock()
         self._ordinary: ProcessPoolExecutor | None = None
         self._heavy: ProcessPoolExecutor | None = None
@@ -182,6 +186,11 @@ class WorkerPool(OffLoopExecutor):
                 "heavy_bytes": self.heavy_bytes,
             },
         )
+
+    def may_run_here(self, job: Any) -> bool:
+        """A light job may run in the server process itself when it is the only request being served: the
+        workers extract in other processes, so the server's own thread is the only one extracting there."""
+        return self.weigh((job,)) <= self.inline_bytes
 
     def _lane(self, heavy: bool) -> ProcessPoolExecutor:
         with self._lock:

@@ -70,7 +70,3 @@ def metric_value(server: Any, name: str, **labels: str) -> float:
         if match and ",".join(sorted((match.group(1) or "").split(","))) == wanted:
             return float(match.group(2))
     return 0.0
-
-
-def calls_for(requests_seen: list[dict[str, str]], rev_id: int) -> list[dict[str, str]]:
-    return [params for params in requests_seen if params.get("revids") == str(rev_id)]

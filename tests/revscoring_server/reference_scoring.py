@@ -43,8 +43,9 @@ def _session(farm_url: str, host: str) -> Any:
 
     http = requests.Session()
     http.headers["Host"] = host  # the farm picks the wiki by Host, as production's internal endpoint does
-    return mwapi.Session(farm_url, user_agent="lift-wing reference tests", api_path="/w/api.php",
-                         session=http, timeout=60)
+    return mwapi.Session(
+        farm_url, user_agent="lift-wing reference tests", api_path="/w/api.php", session=http, timeout=60
+    )
 
 
 def reference_answers(job: ReferenceJob) -> dict[str, Answer]:
@@ -138,3 +139,23 @@ def differences(expected: Any, actual: Any, where: str = "") -> Iterable[str]:
             yield from differences(expected[key], actual[key], f"{where}.{key}")
     elif expected != actual:
         yield f"{where}: {actual!r} != {expected!r}"
+
+
+def entry_problems(expected: dict[str, Any], entry: dict[str, Any], label: str) -> list[str]:
+    """How a served entry `{"score", "features"}` differs from the reference's answer."""
+    assert "error" not in expected, f"the reference could not score {label}: {expected}"
+    assert "score" in entry, f"{label}: {entry}"
+    probability = {label_key(k): v for k, v in expected["probability"].items()}
+    prediction = expected["prediction"]
+    prediction = (
+        [label_key(p) if isinstance(p, bool) else p for p in prediction]
+        if isinstance(prediction, list)
+        else prediction
+    )
+    features = {name: as_json(value) for name, value in expected["features"].items()}
+    score = entry["score"]
+    return (
+        [f"{label} probability{d}" for d in differences(probability, score["probability"])]
+        + [f"{label} prediction{d}" for d in differences(prediction, score["prediction"])]
+        + [f"{label} features{d}" for d in differences(features, entry["features"])]
+    )

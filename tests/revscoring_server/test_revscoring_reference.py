@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import requests
-from reference_scoring import ReferenceJob, as_json, differences, label_key, run_all
+from reference_scoring import ReferenceJob, entry_problems, run_all
 from testkit.events import page_change_event, revision_create_event
 
 from dev.seed_table import revscoring_rows
@@ -140,21 +140,6 @@ def served_events(revscoring_all, farm, revisions) -> dict[str, requests.Respons
 
     with ThreadPoolExecutor(2) as pool:
         return dict(zip((row.isvc for row in ROWS), pool.map(ask, enumerate(ROWS)), strict=True))
-
-
-def entry_problems(expected: dict[str, Any], entry: dict[str, Any], label: str) -> list[str]:
-    """How a served entry `{"score", "features"}` differs from the reference's answer."""
-    assert "error" not in expected, f"the reference could not score {label}: {expected}"
-    assert "score" in entry, f"{label}: {entry}"
-    probability = {label_key(k): v for k, v in expected["probability"].items()}
-    prediction = expected["prediction"]
-    prediction = ([label_key(p) if isinstance(p, bool) else p for p in prediction]
-                  if isinstance(prediction, list) else prediction)
-    features = {name: as_json(value) for name, value in expected["features"].items()}
-    score = entry["score"]
-    return ([f"{label} probability{d}" for d in differences(probability, score["probability"])]
-            + [f"{label} prediction{d}" for d in differences(prediction, score["prediction"])]
-            + [f"{label} features{d}" for d in differences(features, entry["features"])])
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)

@@ -31,6 +31,7 @@ def server(farm: Any, demo_models: Path) -> ServerProcess:
         "EXTRACTION_WORKERS": "1",
         "EXTRACTION_NICE": str(ORDINARY_NICE),
         "HEAVY_EXTRACTION_NICE": str(HEAVY_NICE),
+        "SCORE_CACHE_SIZE": "0",  # every request extracts: the lanes are what is watched
     }
     started = start_server("revscoring-workers", ["revscoring_server"], env, [ISVC])
     yield started
