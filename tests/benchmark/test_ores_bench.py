@@ -19,22 +19,38 @@ def test_revisions_skip_hidden_text_and_the_large_article():
 
 
 def test_the_report_gives_each_ratio_next_to_its_goal():
-    results = {
-        "revisions": 50,
-        "ores_calls_per_pair": 1.5,
-        "single_calls_per_pair": 3.0,
+    pair = {
+        "ores_calls_per_request": 3.0,
+        "ores_calls_per_pair": 0.03,
+        "single_calls_per_pair": 1.5,
         "ores_cpu_ms_per_pair": 2.0,
         "single_cpu_ms_per_pair": 5.0,
         "ores_wall_s": 1.0,
         "single_wall_s": 2.0,
+    }
+    results = {
+        "revisions": 50,
+        **{f"damaging+goodfaith_{key}": value for key, value in pair.items()},
+        **{f"articlequality+draftquality_{key}": value * 2 for key, value in pair.items()},
         "cold_rps": 2.0,
         "warm_rps": 90.0,
         "client_s": 10.0,
         "one_by_one_s": 40.0,
+        "workers_c1_p50_ms": 5.2,
+        "thread_c1_p50_ms": 5.0,
+        "workers_c8_rps": 340.0,
+        "thread_c8_rps": 200.0,
     }
     args = argparse.Namespace(rounds=2, client_revisions=1000)
     text = report(results, args)
-    assert "| MediaWiki calls per scored pair | 1.50 | 3.00 | 0.50 | <= 0.5 |" in text
-    assert "| server CPU per scored pair (ms) | 2.00 | 5.00 | 0.40 | <= 0.55 |" in text
+    assert "| damaging+goodfaith: MediaWiki calls per scored pair | 0.03 | 1.50 | 0.02 | <= 0.5 |" in text
+    assert "| damaging+goodfaith: MediaWiki calls of the 50-revision request | 3.0 | | | <= 6 |" in text
+    assert "| damaging+goodfaith: server CPU per scored pair (ms) | 2.00 | 5.00 | 0.40 | <= 0.55 |" in text
+    assert (
+        "| articlequality+draftquality: server CPU per scored pair (ms) | 4.00 | 10.00 | 0.40 | <= 0.55 |"
+        in text
+    )
+    assert "| p50 latency at concurrency 1 (ms) | 5.20 | 5.00 | +0.20 ms | <= +0.3 ms |" in text
+    assert "| requests/s at concurrency 8 | 340.0 | 200.0 | 1.70x | > 1 |" in text
     assert "| 2.0 | 90.0 | 45.0 | >= 20 |" in text
     assert "| 1000 revisions x 2 models, end to end (s) | 10.0 | 40.0 |" in text

@@ -212,9 +212,15 @@ def start_processes(specs: Sequence[ServerSpec], timeout_s: float = 180.0) -> li
     return started
 
 
+# The reliability tests ask the same revisions again and again, each time to see MediaWiki's fault: the
+# score cache and the memory of missing revisions would answer them without MediaWiki (they have their own
+# tests in tests/revscoring_server).
+NO_MEMORY_ENV = {"SCORE_CACHE_SIZE": "0", "MISSING_REVISION_TTL_S": "0"}
+
+
 def revscoring_spec(name: str, model_path: Path, wiki_url: str, **env: str) -> ServerSpec:
     full_env = {"INFERENCE_NAME": REVSCORING_ISVC, "MODEL_PATH": str(model_path), "WIKI_URL": wiki_url,
-                **FAST_FAILURE_ENV, **env}
+                **FAST_FAILURE_ENV, **NO_MEMORY_ENV, **env}
     return name, ["revscoring_server"], full_env, [REVSCORING_ISVC], free_port()
 
 
