@@ -35,7 +35,8 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONSTRAINT PIP_REQUIREMENT
 
-# NLTK_DATA names where offline corpora come from (../shared/nltk_data in CI). The set-up copies them into
+# NLTK_DATA names where offline corpora come from (unset: ../shared/nltk_data when it is there,
+# requirements/ensure_nltk_data.py). The set-up copies them into
 # .venv/nltk_data, on NLTK's default path, and every command runs without NLTK_DATA: nltk 3.10 refuses
 # corpus files that have several hard links, which such shared copies have.
 export NLTK_SOURCE := $(NLTK_DATA)
