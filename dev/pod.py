@@ -49,6 +49,7 @@ STORAGE_INITIALIZER = "storage-initializer"
 STORAGE_INITIALIZER_TAG = images.local_tag(STORAGE_INITIALIZER)
 STORAGE_INITIALIZER_REQUIREMENTS = "requirements/storage-initializer.txt"
 MODELS_MOUNT = "/mnt/models"
+CONTAINER_NAME = render.CONTAINER
 MODELS_VOLUME = "kserve-provision-location"  # the emptyDir KServe's webhook adds for the initializer
 HOST_FROM_POD = "10.0.2.2"  # slirp4netns' address of the host's loopback (allow_host_loopback)
 NETWORK = "slirp4netns:allow_host_loopback=true"
@@ -246,14 +247,18 @@ def to_pod(url: str) -> str:
 
 
 @contextlib.contextmanager
-def running_pod(isvc: str, wiki_url: str, swift: LocalSwift, host_port: int) -> Iterator[Pod]:
-    build_storage_initializer()
-    containers.build_images([spec.name for spec in images.IMAGES if local_image_name(isvc) == spec.name])
-    upload_model(swift, isvc)
+def running_pod(isvc: str, wiki_url: str, swift: LocalSwift, host_port: int,
+                log: Callable[[str], None] = print) -> Iterator[Pod]:
+    """Builds what is missing, uploads the demo binary, plays the pod; removes it on exit."""
+    build_storage_initializer(log)
+    containers.build_images([local_image_name(isvc)], log)
+    uri = upload_model(swift, isvc)
+    log(f"swift: {MODELS_DIR.name}/{isvc}/model.bin -> {uri}model.bin")
     pod = make_pod(isvc, wiki_url, swift, host_port).play()
     try:
         if pod.played.returncode != 0:
             raise RuntimeError(f"podman kube play failed:\n{pod.played.stderr}")
+        log(f"pod {pod.name}: {STORAGE_INITIALIZER} done ({uri} -> {MODELS_MOUNT})")
         yield pod
     finally:
         pod.down()
@@ -275,10 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     isvc = args[0]
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     swift = LocalSwift().start()
+    print(f"swift: S3 API on {swift.endpoint} (Debian's Swift, s3api + tempauth)", flush=True)
     try:
         with running_farm(port=free_port()) as farm, running_pod(isvc, farm.url, swift, 8080) as pod:
             took = pod.wait_ready(isvc)
-            print(f"pod {pod.name}: ready in {took:.1f} s on {pod.url} (Ctrl-C stops it)", flush=True)
+            print(f"pod {pod.name}: {CONTAINER_NAME} ready in {took:.1f} s on {pod.url} (Ctrl-C stops it)",
+                  flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         swift.stop()
