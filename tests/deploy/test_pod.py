@@ -124,14 +124,18 @@ def test_outlink_pod_serves_the_host_predictors_topics(pod_images, farm, swift, 
 
 @pytest.mark.slow
 def test_a_storage_uri_naming_nothing_stops_the_pod_before_its_server(pod_images, farm, swift):
+    pods.upload_model(swift, "enwiki-damaging")  # the bucket exists; the version named below does not
     missing = "s3://wmf-ml-models/damaging/enwiki/19990101000000/"
     pod = play("enwiki-damaging", farm, swift, storage_uri=missing)
     try:
-        output = pod.played.stdout + pod.played.stderr
-        assert pod.played.returncode != 0, output
-        assert f"cannot download {missing}" in output and "No model found" in output, output
-        server = pod.inspect("kserve-container")
-        assert server is None or server["State"]["StartedAt"].startswith("0001-"), server
+        assert pod.played.returncode != 0 and "init container" in pod.played.stderr, pod.played.stderr
+        initializer = pod.inspect(pods.STORAGE_INITIALIZER)
+        assert initializer["State"]["Status"] == "exited" and initializer["State"]["ExitCode"] == 1
+        message = pod.logs(pods.STORAGE_INITIALIZER)
+        assert f"storage-initializer: cannot download {missing}: " in message, message
+        assert "No model found" in message, message  # KServe's own words for an empty prefix
+        server = pod.inspect(pods.CONTAINER_NAME)
+        assert server["State"]["Status"] == "created" and server["State"]["StartedAt"].startswith("0001-")
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{pod.url}/v1/models/enwiki-damaging", timeout=5)
     finally:
