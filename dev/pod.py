@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -278,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m dev.pod <inference service>   (e.g. enwiki-damaging)", file=sys.stderr)
         return 2
     isvc = args[0]
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    stop = threading.Event()  # Ctrl-C or SIGTERM; a handler, not a blocked mask, which children would inherit
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     swift = LocalSwift().start()
     print(f"swift: S3 API on {swift.endpoint} (Debian's Swift, s3api + tempauth)", flush=True)
     try:
@@ -286,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             took = pod.wait_ready(isvc)
             print(f"pod {pod.name}: {CONTAINER_NAME} ready in {took:.1f} s on {pod.url} (Ctrl-C stops it)",
                   flush=True)
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            while not stop.wait(1):
+                pass
     finally:
         swift.stop()
     return 0

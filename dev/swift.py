@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -226,15 +227,18 @@ def main(argv: list[str] | None = None) -> int:
     if args != ["serve"]:
         print("usage: python -m dev.swift serve", file=sys.stderr)
         return 2
+    stop = threading.Event()  # Ctrl-C or SIGTERM; a handler, not a blocked mask, which children would inherit
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     swift = LocalSwift().start()
     print(json.dumps(s3_settings(swift)), flush=True)
     try:
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while not stop.wait(1):
+            pass
     finally:
         swift.stop()
     return 0
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     sys.exit(main())
