@@ -11,6 +11,7 @@
 #   make bench      the benchmark
 #   make image IMAGE=editquality   build one image as localhost/lift-wing/<name>:dev (podman)
 #   make images     build all six images
+#   make pod ISVC=enwiki-damaging   the service's production pod: local Swift -> KServe's storage initializer -> server
 #   make prodstack  the production stack as a reference venv, and binaries made with it (for the tests)
 #   make fresh-check  the README's set-up from a fresh clone with no cache (CI runs it)
 #   make bench-ores the ORES API's benchmark (batch vs single calls, cache, ores client)
@@ -35,14 +36,15 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONSTRAINT PIP_REQUIREMENT
 
-# NLTK_DATA names where offline corpora come from (../shared/nltk_data in CI). The set-up copies them into
+# NLTK_DATA names where offline corpora come from (unset: ../shared/nltk_data when it is there,
+# requirements/ensure_nltk_data.py). The set-up copies them into
 # .venv/nltk_data, on NLTK's default path, and every command runs without NLTK_DATA: nltk 3.10 refuses
 # corpus files that have several hard links, which such shared copies have.
 export NLTK_SOURCE := $(NLTK_DATA)
 unexport NLTK_DATA
 
 .PHONY: help setup venv wiki models run test lint manifests bench bench-ores prodstack fresh-check nltk-data \
-	wheelhouse clean-venv image images
+	wheelhouse clean-venv image images pod
 
 help:
 	@sed -n 's/^#   make /make /p' Makefile
@@ -132,6 +134,11 @@ image: setup
 
 images: setup
 	$(PY) -m deploy.containers build --all
+
+# The production pod of one inference service (dev/pod.py): a local Swift (S3 API) holding the demo binary, KServe's
+# storage initializer as init container, the rendered manifest's container; `podman kube play`, foreground.
+pod: setup models
+	$(PY) -m dev.pod $(or $(ISVC),enwiki-damaging)
 
 clean-venv:
 	rm -rf $(VENV) $(STAMPS)

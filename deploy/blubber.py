@@ -99,21 +99,30 @@ def environment(spec: ImageSpec) -> dict[str, str]:
     return env | dict(spec.environment)
 
 
-def variant(spec: ImageSpec) -> dict[str, Any]:
-    """One production variant: only this image's packages, requirements and sources."""
+def build_variant(spec: ImageSpec) -> dict[str, Any]:
+    """The build stage: the venv (with a compiler where pip needs one) and the data fetched at build time,
+    then the build-only distributions removed from the venv."""
     builders = requirement_builders(spec.requirement_files)
     if spec.nltk_corpora:
         builders.append(nltk_builder(spec.nltk_corpora))
     if spec.word_vectors:
         builders.append(word_vectors_builder())
+    builders.append({"custom": {"command": images.strip_build_tools_command()}})
     result: dict[str, Any] = {}
     if spec.word_vectors:
         # a build argument is exposed to builders as an environment variable: fetch_word_vectors reads it
         result["arguments"] = {"WORD2VEC_BASE_URL": DEFAULT_BASE_URL}
-    return result | {
+    return result | {"apt": {"packages": images.build_apt_packages(spec)}, "builders": builders}
+
+
+def variant(spec: ImageSpec) -> dict[str, Any]:
+    """One production variant: only what runs (Python, this image's Debian libraries and dictionaries), the
+    venv and data copied from its build variant, and its own sources."""
+    from_build = [{"from": images.build_stage(spec), "source": path, "destination": path}
+                  for path in images.build_outputs(spec)]
+    return {
         "apt": {"packages": images.apt_packages(spec)},
-        "builders": builders,
-        "copies": copies(spec.sources),
+        "copies": from_build + copies(spec.sources),
         "runs": {"insecurely": False, "environment": environment(spec)},
         "entrypoint": list(spec.entrypoint),
     }
@@ -132,7 +141,8 @@ def test_variant() -> dict[str, Any]:
     """Everything of every image plus the farm's packages; its entrypoint is the README's test command,
     `make test`, using the image's venv (already built from requirements/dev.txt) instead of a new .venv."""
     dictionaries = sorted({p for packages in images.load_dictionaries().values() for p in packages})
-    apt = sorted(set(images.PYTHON_APT) | set(images.COMPILER_APT) | set(images.SPELLCHECK_APT)
+    apt = sorted(set(images.PYTHON_APT) | set(images.VENV_APT) | set(images.COMPILER_APT)
+                 | set(images.SPELLCHECK_APT)
                  | set(apt_list_files()) | {"make"})
     path = sorted({entry for spec in IMAGES for entry in spec.python_path}) + [LIVES_IN]
     every_corpus = tuple(dict.fromkeys(corpus for spec in IMAGES for corpus in spec.nltk_corpora))
@@ -150,7 +160,10 @@ def test_variant() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    variants = {spec.name: variant(spec) for spec in IMAGES}
+    variants: dict[str, Any] = {}
+    for spec in IMAGES:
+        variants[images.build_stage(spec)] = build_variant(spec)
+        variants[spec.name] = variant(spec)
     variants[TEST_VARIANT] = test_variant()
     return {
         "version": "v4",

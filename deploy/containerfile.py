@@ -3,9 +3,10 @@
     python -m deploy.containerfile editquality    # print the build file of one image
 
 `blubber.yaml` is what the Deployment Pipeline builds; this is the same image for a local `podman build`
-(or `docker build`) without Blubber's BuildKit frontend: same base, Debian packages, requirement files,
-copies, users, environment and entrypoint (tests/deploy/test_containerfile.py compares the two). What
-differs is only where the build reads from, because a build here cannot reach PyPI, NLTK's or the
+(or `docker build`) without Blubber's BuildKit frontend: the same two stages (Blubber's `<image>-build`
+variant, then the `<image>` variant that copies the venv and the data from it), base, Debian packages,
+requirement files, copies, users, environment and entrypoint (tests/deploy/test_containerfile.py compares the
+two). What differs is only where the build reads from, because a build here cannot reach PyPI, NLTK's or the
 vector archive's servers: Python wheels come from `.state/wheelhouse` (`python -m deploy.wheelhouse`),
 NLTK corpora and word vectors from the files `make setup` made, all through the build context that
 `deploy.containers` stages.
@@ -14,10 +15,11 @@ The build files are generated on every build and never committed (`make image` w
 `.state/images/<name>.Containerfile` to read): their input includes files that only exist after
 `make setup` (the word vectors' digest), and `blubber.yaml` stays the one committed build definition.
 
-Layers are ordered so that images share them: users, Python, the venv with the requirement files every
-image installs (common.txt), then the family's Debian packages from the most shared group to the least
-(compiler; enchant), the family's requirement files in include order (revscoring-base.txt, then the
-image's own), and only then each image's dictionaries, data and sources.
+Layers are ordered so that images share them. Build stage: users, Python, the venv with the requirement
+files every image installs (common.txt), then the compiler (shared by `outlink` and the revscoring images),
+the family's requirement files in include order (revscoring-base.txt, then the image's own), and only then
+each image's data. Runtime stage: users, Python, enchant (revscoring images), then each image's
+dictionaries, venv, data and sources.
 """
 
 from __future__ import annotations
@@ -57,20 +59,17 @@ HEADER = """\
 
 
 def apt_install(packages: list[str]) -> str:
-    """One layer of Debian packages, without recommends (Blubber's apt builder does the same)."""
+    """One layer of Debian packages, without recommends (Blubber's apt builder does the same), leaving none
+    of apt's files behind in the layer: package lists, downloaded archives, the binary caches."""
     return ("RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-            f"--no-install-recommends {' '.join(packages)} && rm -rf /var/lib/apt/lists/*")
+            f"--no-install-recommends {' '.join(packages)} && apt-get clean && "
+            "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log")
 
 
 def family_apt_groups(spec: ImageSpec) -> list[list[str]]:
-    """The image's Debian packages beyond Python that other images have too, in layers, the most widely
-    shared first (with Python and the dictionaries, together `images.apt_packages`)."""
-    groups = []
-    if spec.compiled:
-        groups.append(list(images.COMPILER_APT))
-    if spec.revscoring:
-        groups.append(list(images.SPELLCHECK_APT))
-    return groups
+    """The build stage's Debian packages beyond Python that other images' build stages have too: the
+    compiler, shared by `outlink` and the revscoring images (with Python, `images.build_apt_packages`)."""
+    return [list(images.COMPILER_APT)] if spec.compiled else []
 
 
 def files_every_image_installs() -> set[str]:
@@ -154,16 +153,33 @@ def copy_steps(spec: ImageSpec) -> list[str]:
     return [f"COPY {chown()} {source} {LIVES_IN}/{source}" for source in spec.sources]
 
 
-def render(spec: ImageSpec) -> str:
+def build_stage_steps(spec: ImageSpec) -> list[str]:
+    """Blubber's `<image>-build` variant: the venv with everything pip needs, the build-time data, then the
+    build-only distributions removed from the venv."""
+    lines = [f"FROM {BASE_IMAGE} AS {images.build_stage(spec)}", users(),
+             apt_install(list(images.PYTHON_APT + images.VENV_APT))]
+    lines += python_steps(spec) + nltk_steps(spec) + word_vector_steps(spec)
+    return lines + [f"RUN {shlex.join(images.strip_build_tools_command())}"]
+
+
+def runtime_stage_steps(spec: ImageSpec) -> list[str]:
+    """Blubber's `<image>` variant: only what runs, each Debian group in its own layer (the most widely shared
+    first), then the build stage's venv and data, then the sources."""
+    lines = [f"FROM {BASE_IMAGE}", users(), apt_install(list(images.PYTHON_APT))]
+    if spec.revscoring:
+        lines.append(apt_install(list(images.SPELLCHECK_APT)))
     dictionaries = images.dictionary_packages(spec)
-    lines = [HEADER.format(name=spec.name).rstrip("\n"), f"FROM {BASE_IMAGE}", users(),
-             apt_install(list(images.PYTHON_APT))]
-    lines += python_steps(spec)
-    if dictionaries:  # per image: after the shared venv layers, as root
-        lines += ["USER root", apt_install(dictionaries), f"USER {LIVES_AS[0]}"]
-    lines += nltk_steps(spec) + word_vector_steps(spec) + copy_steps(spec)
+    if dictionaries:
+        lines.append(apt_install(dictionaries))
+    lines += [f"COPY --from={images.build_stage(spec)} {chown()} {path} {path}"
+              for path in images.build_outputs(spec)]
+    lines += copy_steps(spec) + [f"WORKDIR {LIVES_IN}"]
     lines += [f"ENV {key}={json.dumps(value)}" for key, value in environment(spec).items()]
-    lines += [f"USER {RUNS_AS[1]}:{RUNS_AS[1]}", f"ENTRYPOINT {json.dumps(list(spec.entrypoint))}"]
+    return lines + [f"USER {RUNS_AS[1]}:{RUNS_AS[1]}", f"ENTRYPOINT {json.dumps(list(spec.entrypoint))}"]
+
+
+def render(spec: ImageSpec) -> str:
+    lines = [HEADER.format(name=spec.name).rstrip("\n"), *build_stage_steps(spec), *runtime_stage_steps(spec)]
     return "\n".join(lines) + "\n"
 
 

@@ -38,12 +38,22 @@ OUTLINK_SOURCES = (SHARED_CORE, "outlink-topic-model/outlink_server")
 REVSCORING_PATH = (f"{LIVES_IN}/python", f"{LIVES_IN}/revscoring")
 OUTLINK_PATH = (f"{LIVES_IN}/python", f"{LIVES_IN}/outlink-topic-model")
 
-PYTHON_APT = ("python3", "python3-venv")  # Debian bookworm's Python 3.11; the venv is built from it
+# Every production image is built in two stages: a build stage (Blubber variant `<image>-build`) makes the
+# venv, with a compiler where pip needs one, and fetches the build-time data; the runtime stage (variant
+# `<image>`) copies the venv and the data from it onto a base with only what runs: Python, and for revscoring
+# images enchant and the dictionaries.
+BUILD_SUFFIX = "-build"
+PYTHON_APT = ("python3",)  # Debian bookworm's Python 3.11: the venv's interpreter, in both stages
+VENV_APT = ("python3-venv",)  # build stage only: makes the venv
 SPELLCHECK_APT = ("libenchant-2-2",)  # pyenchant loads it; the dictionaries plug into its providers
 # PyPI has no Python 3.11 wheel for these pins, so pip compiles them during the image build (the image
 # contents test checks this list against the wheels it had to build locally).
 SOURCE_BUILT = ("mmh3", "fasttext")
-COMPILER_APT = ("g++", "python3-dev")
+COMPILER_APT = ("g++", "python3-dev")  # build stage only
+# Distributions only the build uses, removed from the venv before the runtime stage copies it: pip and
+# wheel install, Cython is a build requirement that revscoring also declares as a runtime one (it never
+# imports it). setuptools stays: revscoring imports pkg_resources.
+BUILD_ONLY_DISTRIBUTIONS = ("pip", "wheel", "Cython")
 _INCLUDE = re.compile(r"^\s*(-r|-c|--requirement|--constraint)\s+(\S+)")
 _REQUIREMENT_FLAGS = ("-r", "--requirement")
 
@@ -204,8 +214,26 @@ def dictionary_packages(spec: ImageSpec, rows: list[IsvcRow] | None = None,
 
 def apt_packages(spec: ImageSpec, rows: list[IsvcRow] | None = None,
                  dictionaries: dict[str, tuple[str, ...]] | None = None) -> list[str]:
-    """Every Debian package of the image: Python, a compiler if pip must build something, and for
-    revscoring images enchant + dictionaries."""
-    base = list(PYTHON_APT) + (list(COMPILER_APT) if spec.compiled else [])
-    base += list(SPELLCHECK_APT) if spec.revscoring else []
+    """Every Debian package of the runtime image: Python, and for revscoring images enchant + dictionaries."""
+    base = list(PYTHON_APT) + (list(SPELLCHECK_APT) if spec.revscoring else [])
     return base + dictionary_packages(spec, rows, dictionaries)
+
+
+def build_apt_packages(spec: ImageSpec) -> list[str]:
+    """The build stage's Debian packages: Python, its venv module, a compiler if pip must build one."""
+    return list(PYTHON_APT + VENV_APT) + (list(COMPILER_APT) if spec.compiled else [])
+
+
+def build_stage(spec: ImageSpec) -> str:
+    """The build stage's name: the Blubber variant and the build file's stage `<image>-build`."""
+    return spec.name + BUILD_SUFFIX
+
+
+def build_outputs(spec: ImageSpec) -> list[str]:
+    """What the runtime stage copies from the build stage: the venv and the data fetched at build time."""
+    return [VENV] + ([NLTK_DATA] if spec.nltk_corpora else []) + ([WORD2VEC_DIR] if spec.word_vectors else [])
+
+
+def strip_build_tools_command() -> list[str]:
+    """The build stage's last step: the build-only distributions out of the venv the runtime copies."""
+    return [VENV_PYTHON, "-m", "pip", "uninstall", "--yes", "--quiet", *BUILD_ONLY_DISTRIBUTIONS]

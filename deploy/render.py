@@ -12,6 +12,7 @@ Swift S3 credentials (created apart).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,12 +21,15 @@ from typing import Any
 
 import yaml
 
+from deploy.images import GRPC_PORT, RUNS_AS
 from deploy.seed_table import REPO_ROOT, IsvcRow, load_rows
 
 DEFAULT_VALUES = REPO_ROOT / "deploy" / "values.yaml"
 API_VERSION = "serving.kserve.io/v1beta1"
 CONTAINER = "kserve-container"  # the name KServe's storage initializer and webhooks look for
 OUTLINK_FAMILY = "outlink"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+SERVERLESS, RAW = "Serverless", "RawDeployment"
 
 
 @dataclass(frozen=True)
@@ -74,32 +78,137 @@ def readiness(values: Values, model_name: str | None) -> dict[str, Any]:
     }
 
 
-def container(values: Values, image: str, model_name: str | None, env: dict[str, str]) -> dict[str, Any]:
+def security_context() -> dict[str, Any]:
+    """Every container: the image's own unprivileged user (blubber.yaml's `runs`), nothing writable but the
+    emptyDir volumes, no way to gain privileges, no capabilities, the runtime's default seccomp filter."""
+    uid = RUNS_AS[1]
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def volume_name(path: str) -> str:
+    return "writable-" + path.strip("/").replace("/", "-")
+
+
+def writable_volumes(values: Values) -> list[dict[str, Any]]:
+    return [{"name": volume_name(path), "emptyDir": {"sizeLimit": size}}
+            for path, size in values.raw["writable"].items()]
+
+
+def ports(values: Values, grpc: bool) -> list[dict[str, Any]]:
+    """The HTTP port; with `grpc`, also KServe's V2 gRPC port, but only in RawDeployment: Knative routes
+    exactly one port per container, and that must stay the HTTP one the transformer and V1 clients call."""
+    declared = [{"name": "http1", "containerPort": values.raw["port"], "protocol": "TCP"}]
+    if grpc and values.raw["deployment_mode"] == RAW:
+        declared.append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
+    return declared
+
+
+def container(values: Values, image: str, model_name: str | None, env: dict[str, str],
+              grpc: bool = False) -> dict[str, Any]:
     return {
         "name": CONTAINER,
         "image": values.image(image),
         "env": env_list(env),
-        "ports": [{"containerPort": values.raw["port"], "protocol": "TCP"}],
+        "ports": ports(values, grpc),
         "readinessProbe": readiness(values, model_name),
         "resources": values.resources(image),
+        "securityContext": security_context(),
+        "volumeMounts": [{"name": volume_name(path), "mountPath": path} for path in values.raw["writable"]],
     }
 
 
-def component(values: Values, containers: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+@dataclass(frozen=True)
+class Autoscaling:
+    """Knative's settings of one component (KServe's component extension fields)."""
+
+    scale_metric: str
+    scale_target: int
+    container_concurrency: int
+    timeout_s: int
+
+
+def mediawiki_round_worst_s() -> float:
+    """The longest one MediaWiki round may take in the server: every attempt timing out, with the capped
+    backoff between attempts (the servers' defaults, python/wikiserve/config.py)."""
+    from wikiserve.config import SETTINGS_BY_NAME
+
+    attempts = SETTINGS_BY_NAME["MEDIAWIKI_ATTEMPTS"].default
+    timeout_s = SETTINGS_BY_NAME["MEDIAWIKI_TIMEOUT_S"].default
+    return attempts * timeout_s + (attempts - 1) * SETTINGS_BY_NAME["MEDIAWIKI_BACKOFF_CAP_S"].default
+
+
+def autoscaling(values: Values, image: str) -> Autoscaling:
+    """Knative's targets for one replica of `image`, derived from what `make bench` measured for one replica
+    held to one core, the CPU limit of every container (values.yaml `autoscaling.measured`):
+
+    - scaleMetric `rps`, scaleTarget = floor(target_utilization * saturation_rps): Knative adds replicas
+      before one reaches the throughput it was measured to saturate at. Requests per second, not
+      concurrency: a replica's concurrency at a given load grows with MediaWiki's latency, its saturation
+      throughput does not.
+    - containerConcurrency = max(knee, ceil(saturation_rps * (mediawiki_rounds * mediawiki_round_s
+      + 1 / saturation_rps))): by Little's law, the requests one saturated replica holds at once when each
+      also waits its MediaWiki rounds at production's latency; at least the concurrency at which the
+      benchmark's sweep reached 95% of its saturation (`knee`), below which the replica idles. More than
+      this would only queue inside the replica, where Knative cannot hand them to another.
+    - timeout = the slowest a request may legitimately be, rounded up to 5 s: each MediaWiki round timing
+      out on every attempt (`mediawiki_round_worst_s`), plus the slowest request measured (a heavy
+      revision's extraction), plus the wait behind a full replica (containerConcurrency / saturation_rps).
+    """
+    settings = values.raw["autoscaling"]
+    measured = settings["measured"][settings["same_as"].get(image, image)]
+    rps, rounds = float(measured["saturation_rps"]), int(measured["mediawiki_rounds"])
+    in_flight = rps * (rounds * float(settings["mediawiki_round_s"]) + 1 / rps)
+    concurrency = max(int(measured["knee_concurrency"]), math.ceil(round(in_flight, 6)))
+    slowest = rounds * mediawiki_round_worst_s() + float(measured["slowest_request_s"]) + concurrency / rps
+    target = math.floor(float(settings["target_utilization"]) * rps)
+    return Autoscaling(scale_metric="rps", scale_target=target, container_concurrency=concurrency,
+                       timeout_s=5 * math.ceil(slowest / 5))
+
+
+def component(values: Values, image: str, containers: list[dict[str, Any]],
+              canary_percent: int | None = None) -> dict[str, Any]:
+    scaling = autoscaling(values, image)
+    result = {
         "serviceAccountName": values.raw["storage"]["service_account"],
         "minReplicas": values.raw["min_replicas"],
         "maxReplicas": values.raw["max_replicas"],
-        "containers": containers,
+        "scaleMetric": scaling.scale_metric,
+        "scaleTarget": scaling.scale_target,
+        "containerConcurrency": scaling.container_concurrency,
+        "timeout": scaling.timeout_s,
     }
+    if canary_percent is not None:
+        result["canaryTrafficPercent"] = canary_percent
+    return result | {"containers": containers, "volumes": writable_volumes(values)}
 
 
-def metadata(row: IsvcRow) -> dict[str, Any]:
+def canary_percent(values: Values, isvc: str) -> int | None:
+    """The share of traffic the newest revision of `isvc` gets while it is a canary (values.yaml `canary`)."""
+    percent = values.raw.get("canary", {}).get(isvc)
+    if percent is None:
+        return None
+    if values.raw["deployment_mode"] != SERVERLESS:
+        raise ValueError(f"canary for {isvc}: canaryTrafficPercent needs deployment_mode {SERVERLESS}")
+    if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
+        raise ValueError(f"canary for {isvc}: {percent!r} is not a whole percentage from 0 to 100")
+    return percent
+
+
+def metadata(values: Values, row: IsvcRow) -> dict[str, Any]:
     labels = {"app.kubernetes.io/part-of": "lift-wing", "app.kubernetes.io/name": row.isvc,
               "lift-wing/model-type": row.model_type}
     if row.is_revscoring:
         labels["lift-wing/wiki"] = row.dbname
-    return {"name": row.isvc, "namespace": row.namespace, "labels": labels}
+    return {"name": row.isvc, "namespace": row.namespace, "labels": labels,
+            "annotations": {DEPLOYMENT_MODE: values.raw["deployment_mode"]}}
 
 
 def revscoring_service(values: Values, row: IsvcRow) -> dict[str, Any]:
@@ -112,8 +221,10 @@ def revscoring_service(values: Values, row: IsvcRow) -> dict[str, Any]:
         "EVENTGATE_URL": eventgate["url"],
         "EVENTGATE_STREAM": eventgate["stream"] if eventgate["url"] else "",
     }
-    predictor = component(values, [container(values, row.images[0], row.isvc, env)])
-    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": metadata(row),
+    image = row.images[0]
+    predictor = component(values, image, [container(values, image, row.isvc, env)],
+                          canary_percent(values, row.isvc))
+    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": metadata(values, row),
             "spec": {"predictor": predictor}}
 
 
@@ -123,22 +234,29 @@ def outlink_service(values: Values, row: IsvcRow) -> dict[str, Any]:
     predictor_image, transformer_image = row.images
     predictor_env = {"STORAGE_URI": values.storage_uri(row), "INFERENCE_NAME": row.isvc}
     transformer_env = {"INFERENCE_NAME": row.isvc, "WIKI_URL": values.raw["mediawiki"]["url"]}
+    canary = canary_percent(values, row.isvc)
+    predictor = container(values, predictor_image, row.isvc, predictor_env, grpc=True)
+    transformer = container(values, transformer_image, row.isvc, transformer_env)
     spec = {
-        "predictor": component(values, [container(values, predictor_image, row.isvc, predictor_env)]),
-        "transformer": component(values, [container(values, transformer_image, row.isvc, transformer_env)]),
+        "predictor": component(values, predictor_image, [predictor], canary),
+        "transformer": component(values, transformer_image, [transformer], canary),
     }
-    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": metadata(row), "spec": spec}
+    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": metadata(values, row),
+            "spec": spec}
 
 
 def ores_service(values: Values) -> dict[str, Any]:
     """ORES's API (the `ores` image): no model, no storage; it calls the services above through Lift Wing."""
     ores = values.raw["ores"]
     env = {"LIFTWING_URL": ores["liftwing_url"]}
-    predictor = component(values, [container(values, "ores", None, env)])
+    predictor = component(values, "ores", [container(values, "ores", None, env)],
+                          canary_percent(values, "ores"))
     predictor.pop("serviceAccountName")  # it reads no model storage
     labels = {"app.kubernetes.io/part-of": "lift-wing", "app.kubernetes.io/name": ores["name"]}
+    annotations = {DEPLOYMENT_MODE: values.raw["deployment_mode"]}
     return {"apiVersion": API_VERSION, "kind": "InferenceService",
-            "metadata": {"name": ores["name"], "namespace": ores["namespace"], "labels": labels},
+            "metadata": {"name": ores["name"], "namespace": ores["namespace"], "labels": labels,
+                         "annotations": annotations},
             "spec": {"predictor": predictor}}
 
 

@@ -26,10 +26,12 @@ from deploy.seed_table import REPO_ROOT
 WHEELHOUSE = REPO_ROOT / ".state" / "wheelhouse"
 STAMP = ".stamp"
 DEV_REQUIREMENTS = "requirements/dev.txt"
+STORAGE_INITIALIZER_REQUIREMENTS = "requirements/storage-initializer.txt"  # the local pod's init container
 
 
 def top_level_files() -> list[str]:
-    return [BOOTSTRAP_REQUIREMENTS, DEV_REQUIREMENTS] + [spec.requirements for spec in IMAGES]
+    return [BOOTSTRAP_REQUIREMENTS, DEV_REQUIREMENTS, STORAGE_INITIALIZER_REQUIREMENTS] + [
+        spec.requirements for spec in IMAGES]
 
 
 def requirements_hash(files: list[str], root: Path = REPO_ROOT) -> str:

@@ -6,7 +6,8 @@ offline copies such as ../shared/nltk_data are laid out with hard links, so they
 place.
 
 - `stopwords` (revscoring's language modules load it at import): copied from NLTK_SOURCE (the caller's
-  NLTK_DATA, passed on by the Makefile) when that has it, else fetched with NLTK's downloader.
+  NLTK_DATA, passed on by the Makefile) when that has it; with NLTK_SOURCE unset, from the project's offline
+  corpus `../shared/nltk_data` beside the checkout when it is there; else fetched with NLTK's downloader.
 - `wordnet` and `sentiwordnet` (draftquality's enwiki sentiment features): the same way; offline, stand-ins:
   WordNet 3.0 itself from Debian's `wordnet-base`, and a small demo SentiWordNet lexicon (a few dozen
   clearly positive/negative words; the real file is not available offline). Production images download
@@ -18,11 +19,26 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import nltk
 
-SOURCE = os.environ.get("NLTK_SOURCE", "")  # folders (os.pathsep) the caller's corpora can be copied from
+# The offline corpus shipped beside the checkout (the project's `shared/` folder): a fresh machine has no
+# NLTK_DATA set, and NLTK's downloader needs a server that may not be reachable.
+SHARED_NLTK_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "nltk_data"
+
+
+def source_folders(environ: Mapping[str, str] = os.environ) -> str:
+    """The folders (os.pathsep) the corpora can be copied from: NLTK_SOURCE when set, else the shared
+    corpus beside the checkout when there is one."""
+    chosen = environ.get("NLTK_SOURCE", "")
+    if chosen:
+        return chosen
+    return str(SHARED_NLTK_DATA) if SHARED_NLTK_DATA.is_dir() else ""
+
+
+SOURCE = source_folders()
 REQUIRED = ("stopwords",)
 SENTIMENT = ("wordnet", "sentiwordnet")
 DEBIAN_WORDNET = Path("/usr/share/wordnet")  # Debian package wordnet-base

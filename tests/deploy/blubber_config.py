@@ -52,9 +52,28 @@ def _own(name: str, config: dict[str, Any]) -> dict[str, Any]:
     return merge(result, {key: value for key, value in variant.items() if key != "includes"})
 
 
+def copied_from(variant: dict[str, Any]) -> list[str]:
+    """The other variants a variant copies files from (its build stages), in order."""
+    found = [copy["from"] for copy in variant.get("copies", [])
+             if isinstance(copy, dict) and copy.get("from") not in (None, "local")]
+    found += [copy for copy in variant.get("copies", []) if isinstance(copy, str)]
+    return list(dict.fromkeys(found))
+
+
 def production_variants(config: dict[str, Any] | None = None) -> list[str]:
+    """The images: every variant but the test one and those only other variants copy from (build stages)."""
     config = config if config is not None else load_blubber()
-    return [name for name in config["variants"] if name != TEST_VARIANT]
+    stages = {source for variant in config["variants"].values() for source in copied_from(variant)}
+    return [name for name in config["variants"] if name != TEST_VARIANT and name not in stages]
+
+
+def build_variant(name: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The effective variant `name` is built in: the one it copies its venv from, or itself (the test
+    variant builds and runs in one stage)."""
+    variant = effective_variant(name, config)
+    sources = copied_from(variant)
+    assert len(sources) <= 1, (name, sources)
+    return effective_variant(sources[0], config) if sources else variant
 
 
 def builders(variant: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -9,7 +9,9 @@ from blubber_config import (
     REPO_ROOT,
     TEST_VARIANT,
     apt_packages,
+    build_variant,
     builders,
+    copied_from,
     effective_variant,
     load_blubber,
     production_variants,
@@ -115,7 +117,9 @@ def test_production_variants_run_unprivileged_and_start_their_server(config):
 
 
 def copied_sources(variant):
-    return [copy["source"] for copy in variant.get("copies", []) if isinstance(copy, dict)]
+    """What a variant copies from the build context (not from its build stage)."""
+    return [copy["source"] for copy in variant.get("copies", [])
+            if isinstance(copy, dict) and copy.get("from") == "local"]
 
 
 def test_variants_copy_only_their_own_source_folders(config):
@@ -127,12 +131,13 @@ def test_variants_copy_only_their_own_source_folders(config):
             "outlink-topic-model/outlink_server"
         assert set(sources) == {"python/wikiserve", server}, name
         for copy in effective_variant(name, config)["copies"]:
-            assert copy["destination"] == f"{LIVES_IN}/{copy['source']}"  # same layout as the repo
+            if copy["from"] == "local":
+                assert copy["destination"] == f"{LIVES_IN}/{copy['source']}"  # same layout as the repo
 
 
 def test_requirements_are_pinned_files_and_everything_they_include_is_copied_first(config):
     for name in production_variants(config) + [TEST_VARIANT]:
-        steps = builders(effective_variant(name, config))
+        steps = builders(build_variant(name, config))
         python = [settings for kind, settings in steps if kind == "python"]
         assert len(python) == 1, name
         bootstrap, top = python[0]["requirements"]
@@ -162,7 +167,7 @@ def commands(variant):
 def test_revscoring_variants_fetch_their_nltk_corpora_at_build(config):
     for name in production_variants(config):
         variant = effective_variant(name, config)
-        fetches = [c for c in commands(variant) if c and "nltk.downloader" in c]
+        fetches = [c for c in commands(build_variant(name, config)) if c and "nltk.downloader" in c]
         if not images.image(name).revscoring:
             assert not fetches, name
             continue
@@ -179,7 +184,7 @@ def test_topic_variant_downloads_every_word_vector_file_drafttopic_loads(config)
     from dev.word_vectors import kv_file_names
 
     for name in production_variants(config):
-        fetch = [c for c in commands(effective_variant(name, config))
+        fetch = [c for c in commands(build_variant(name, config))
                  if c and any("fetch_word_vectors.py" in part for part in c)]
         if name != "topic":
             assert not fetch, name
@@ -199,3 +204,28 @@ def test_test_variant_runs_the_suite_with_every_dictionary(config):
     assert variant["entrypoint"][2] == "VENV=/opt/lib/venv"
     assert set().union(*dictionaries_tsv().values()) <= set(apt_packages(variant))
     assert copied_sources(variant) == ["."]
+
+
+BUILD_TOOLS_APT = {"g++", "gcc", "python3-dev", "python3-venv", "python3-pip", "build-essential"}
+
+
+def test_each_image_runs_without_build_tools_and_copies_its_venv_from_its_build_variant(config):
+    for name in production_variants(config):
+        variant = effective_variant(name, config)
+        assert not BUILD_TOOLS_APT & set(apt_packages(variant)), name
+        assert "python" not in variant and not builders(variant), name  # nothing is built in the runtime
+        (stage,) = copied_from(variant)
+        assert stage in config["variants"] and stage != name
+        from_stage = {(c["source"], c["destination"]) for c in variant["copies"] if c["from"] == stage}
+        assert ("/opt/lib/venv", "/opt/lib/venv") in from_stage, name
+        data = {variant["runs"]["environment"].get("NLTK_DATA"), f"{LIVES_IN}/word2vec"}
+        assert {source for source, _ in from_stage} - {"/opt/lib/venv"} <= data, name
+
+
+def test_build_variants_compile_only_where_pip_must_and_leave_no_build_tools_in_the_venv(config):
+    for name in production_variants(config):
+        stage = build_variant(name, config)
+        assert ({"g++", "python3-dev"} <= set(apt_packages(stage))) == bool(images.image(name).compiled), name
+        last = builders(stage)[-1][1]["command"]
+        assert last[:5] == ["/opt/lib/venv/bin/python3", "-m", "pip", "uninstall", "--yes"], name
+        assert {"pip", "wheel", "Cython"} <= set(last[5:]), name

@@ -12,7 +12,14 @@ import re
 import shlex
 
 import pytest
-from blubber_config import apt_packages, builders, effective_variant, production_variants
+from blubber_config import (
+    apt_packages,
+    build_variant,
+    builders,
+    copied_from,
+    effective_variant,
+    production_variants,
+)
 
 from deploy import containerfile, images
 
@@ -25,11 +32,16 @@ def instructions(text: str) -> list[tuple[str, str]]:
 
 
 def parse(text: str) -> dict:
-    """What a build file does, instruction by instruction."""
-    found = {"from": [], "apt": set(), "pip": [], "copies": [], "env": {}, "users": [], "runs": []}
+    """What a build file does, instruction by instruction, per stage: "stages" maps each stage's name (the
+    last one: "runtime") to what it does."""
+    stages: dict[str, dict] = {}
+    found: dict = {}
     for keyword, rest in instructions(text):
         if keyword == "FROM":
-            found["from"].append(rest)
+            base, _, name = rest.partition(" AS ")
+            found = {"from": base, "apt": set(), "pip": [], "copies": [], "env": {}, "users": [], "runs": [],
+                     "from_stage": []}
+            stages[name or "runtime"] = found
         elif keyword == "RUN":
             words = shlex.split(rest)
             found["runs"].append(words)
@@ -41,8 +53,12 @@ def parse(text: str) -> dict:
         elif keyword == "COPY":
             words = shlex.split(rest)
             owner = next((w.split("=", 1)[1] for w in words if w.startswith("--chown=")), None)
+            stage = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
             paths = [w for w in words if not w.startswith("--")]
-            found["copies"].append((owner, paths[:-1], paths[-1]))
+            if stage:
+                found["from_stage"].append((stage, owner, paths[0], paths[-1]))
+            else:
+                found["copies"].append((owner, paths[:-1], paths[-1]))
         elif keyword == "ENV":
             key, value = rest.split("=", 1)
             found["env"][key] = json.loads(value)
@@ -50,26 +66,51 @@ def parse(text: str) -> dict:
             found["users"].append(rest)
         elif keyword == "ENTRYPOINT":
             found["entrypoint"] = json.loads(rest)
-    return found
+    return {"stages": stages}
 
 
 @pytest.fixture(scope="module", params=production_variants())
-def pair(request):
-    return effective_variant(request.param), parse(containerfile.render(images.image(request.param)))
+def stages(request):
+    """(Blubber's variant, its build variant, the build file's runtime stage, its build stage)."""
+    parsed = parse(containerfile.render(images.image(request.param)))["stages"]
+    (build_name,) = [name for name in parsed if name != "runtime"]
+    assert build_name == f"{request.param}-build"
+    return (effective_variant(request.param), build_variant(request.param), parsed["runtime"],
+            parsed[build_name])
+
+
+@pytest.fixture
+def pair(stages):
+    """The runtime: Blubber's variant and the build file's last stage."""
+    return stages[0], stages[2]
 
 
 def test_every_image_of_the_table_is_a_blubber_variant():
     assert production_variants() == [spec.name for spec in images.IMAGES]
 
 
+def test_two_stages_like_blubbers_build_variant_and_the_runtime_copies_the_same_paths_from_it(stages):
+    variant, build, runtime, built = stages
+    assert built["from"] == build["base"]
+    assert built["apt"] == set(apt_packages(build))
+    copied = {(source, dest) for stage, _, source, dest in runtime["from_stage"]}
+    blubber = {(c["source"], c["destination"]) for c in variant["copies"] if c["from"] != "local"}
+    assert copied == blubber and {stage for stage, *_ in runtime["from_stage"]} == set(copied_from(variant))
+    lives_as = variant["lives"]["as"]
+    assert {owner for _, owner, _, _ in runtime["from_stage"]} == {f"{lives_as}:{lives_as}"}
+    commands = [settings["command"] for kind, settings in builders(build) if kind == "custom"]
+    assert built["runs"][-1] == commands[-1]  # the build-only distributions leave the venv last
+    assert not runtime["pip"] and "venv" not in " ".join(" ".join(words) for words in runtime["runs"])
+
+
 def test_same_base_and_debian_packages(pair):
     variant, built = pair
-    assert built["from"] == [variant["base"]]
+    assert built["from"] == variant["base"]
     assert built["apt"] == set(apt_packages(variant))
 
 
-def test_same_requirement_files_installed_and_copied(pair):
-    variant, built = pair
+def test_same_requirement_files_installed_and_copied(stages):
+    _, variant, _, built = stages  # the build stages
     steps = builders(variant)
     (python,) = [settings for kind, settings in steps if kind == "python"]
     # Blubber installs the python builder's files with -r; pip follows their -r includes itself
@@ -81,15 +122,15 @@ def test_same_requirement_files_installed_and_copied(pair):
     assert copied == blubber_copied | expected
 
 
-def test_same_copies_owned_by_the_lives_user(pair):
-    variant, built = pair
-    nltk_dir = variant["runs"]["environment"].get("NLTK_DATA", "-")
-    sources = {(sources[0], dest) for owner, sources, dest in built["copies"]
-               if not dest.startswith(("requirements/", nltk_dir))}
-    assert sources == {(copy["source"], copy["destination"]) for copy in variant["copies"]}
+def test_same_copies_owned_by_the_lives_user(stages):
+    variant, _, built, build_stage = stages
+    sources = {(sources[0], dest) for owner, sources, dest in built["copies"]}
+    assert sources == {(copy["source"], copy["destination"]) for copy in variant["copies"]
+                       if copy["from"] == "local"}
     # the NLTK corpora too: Blubber's downloader runs as lives.as, so they are its files in production
     lives_as = variant["lives"]["as"]
-    assert {owner for owner, _, _ in built["copies"]} == {f"{lives_as}:{lives_as}"}
+    owners = {owner for owner, _, _ in built["copies"] + build_stage["copies"]}
+    assert owners == {f"{lives_as}:{lives_as}"}
 
 
 def test_same_users_environment_and_entrypoint(pair):
@@ -105,8 +146,8 @@ def test_same_users_environment_and_entrypoint(pair):
     assert built["entrypoint"] == variant["entrypoint"]
 
 
-def test_same_nltk_corpora_and_word_vector_command(pair):
-    variant, built = pair
+def test_same_nltk_corpora_and_word_vector_command(stages):
+    _, variant, _, built = stages  # the build stages
     commands = [settings.get("command", []) for kind, settings in builders(variant) if kind == "custom"]
     nltk = [c for c in commands if "nltk.downloader" in c]
     corpora = set(nltk[0][nltk[0].index("-d") + 2:]) if nltk else set()

@@ -1,10 +1,13 @@
 """Each built image holds exactly what the image table says, no more: its Debian packages and its Python
-distributions, listed inside the image, against references computed here without the build.
+distributions, listed inside the image, against references computed here without the build; and none of the
+tools only its build stage needs.
 
 - Debian: the packages added over the base are exactly the table's packages (images.apt_packages) and their
   Depends/Pre-Depends, followed through the image's own dpkg database (no recommends, nothing else).
 - Python: the venv holds exactly the distributions the image's requirement files name and what those
-  require (followed through the dev venv's metadata, which has the same pins), each at its pinned version.
+  require (followed through the dev venv's metadata, which has the same pins), each at its pinned version,
+  less the build-only ones (pip, wheel, Cython).
+- Build tools: no compiler, no Python headers, no pip, no apt package lists or caches, found by looking.
 """
 
 from __future__ import annotations
@@ -96,10 +99,14 @@ def python_closure(requirements: list[Requirement]) -> set[str]:
     return {name for name, _ in closure}
 
 
+# The image has no pip: the distributions are read the way pip itself reads them, from their metadata.
+LIST_DISTRIBUTIONS = ("import json, importlib.metadata as m; "
+                      "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))")
+
+
 def installed_distributions(tag: str) -> dict[str, str]:
-    output = podman("run", "--rm", "--entrypoint", images.VENV_PYTHON, tag, "-m", "pip", "list",
-                    "--format=json", "--disable-pip-version-check").stdout
-    return {canonicalize_name(item["name"]): item["version"] for item in json.loads(output)}
+    output = podman("run", "--rm", "--entrypoint", images.VENV_PYTHON, tag, "-c", LIST_DISTRIBUTIONS).stdout
+    return {canonicalize_name(name): version for name, version in json.loads(output).items()}
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +128,8 @@ def test_debian_packages_are_the_tables_and_their_dependencies(spec, built_image
 @pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
 def test_python_distributions_are_the_requirements_and_their_dependencies(spec, built_images):
     installed = installed_distributions(images.local_tag(spec.name))
-    expected = python_closure(top_requirements(spec))
+    build_only = {canonicalize_name(name) for name in images.BUILD_ONLY_DISTRIBUTIONS}
+    expected = python_closure(top_requirements(spec)) - build_only
     assert set(installed) == expected
     pinned = pins()
     assert {name: version for name, version in installed.items() if pinned.get(name) != version} == {}
@@ -130,11 +138,44 @@ def test_python_distributions_are_the_requirements_and_their_dependencies(spec, 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
-def test_images_whose_requirements_pip_compiles_online_have_a_compiler(spec, built_images):
-    # wheels pip had to build here (no PyPI wheel for the pin) are compiled in Blubber's online build
+def test_compiled_distributions_are_there_and_their_compiler_is_not(spec, built_images):
+    # wheels pip had to build here (no PyPI wheel for the pin) are compiled in the build stage only
     wheelhouse = REPO_ROOT / ".state" / "wheelhouse"
     built_here = {canonicalize_name(p.name.split("-")[0]) for p in wheelhouse.glob("*-linux_x86_64.whl")}
     assert built_here <= set(images.SOURCE_BUILT)
     installed = set(installed_distributions(images.local_tag(spec.name)))
     assert installed & set(images.SOURCE_BUILT) == set(spec.compiled)
-    assert (set(images.COMPILER_APT) <= set(images.apt_packages(spec))) == bool(spec.compiled)
+    assert (set(images.COMPILER_APT) <= set(images.build_apt_packages(spec))) == bool(spec.compiled)
+
+
+# What only a build uses, looked for inside the image: compilers and make on the PATH, Python's C headers,
+# pip and friends importable by the venv, apt's package lists, archives and binary caches.
+LOOK_FOR_BUILD_TOOLS = r"""
+for tool in gcc g++ cc c++ cpp make ld as; do command -v "$tool"; done
+ls -d /usr/include/python3* 2>/dev/null
+ls -A /var/lib/apt/lists | grep -v '^lock$' | grep -v '^partial$' | sed 's|^|/var/lib/apt/lists/|'
+ls /var/cache/apt/*.bin /var/cache/apt/archives/*.deb 2>/dev/null
+for module in pip wheel Cython; do
+    /opt/lib/venv/bin/python3 -c "import $module" 2>/dev/null && echo "python module $module"
+done
+ls /opt/lib/venv/bin | grep -E '^(pip|wheel|cython|cythonize)' | sed 's|^|/opt/lib/venv/bin/|'
+true
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_no_build_tools_in_the_image(spec, built_images):
+    found = podman("run", "--rm", "--entrypoint", "sh", images.local_tag(spec.name), "-c",
+                   LOOK_FOR_BUILD_TOOLS).stdout.split()
+    assert found == []
+
+
+@pytest.mark.slow
+def test_the_build_tool_search_finds_them_where_they_are(built_images):
+    """The search itself, in the base image with a compiler-like file planted: it must report it (so an
+    empty answer above means none was there, not a broken search)."""
+    planted = "mkdir -p /usr/include/python3.11 && touch /usr/bin/gcc && chmod +x /usr/bin/gcc && "
+    result = podman("run", "--rm", "--entrypoint", "sh", images.BASE_IMAGE, "-c",
+                    planted + LOOK_FOR_BUILD_TOOLS)
+    assert {"/usr/bin/gcc", "/usr/include/python3.11"} <= set(result.stdout.split())

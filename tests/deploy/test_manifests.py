@@ -8,7 +8,7 @@ import sys
 import jsonschema
 import pytest
 import yaml
-from blubber_config import REPO_ROOT, production_variants
+from blubber_config import REPO_ROOT, load_blubber, production_variants
 
 from deploy.render import Values, render
 from deploy.seed_table import load_rows
@@ -154,3 +154,122 @@ def test_command_line_prints_112_inference_services():
     result = subprocess.run([sys.executable, "-m", "deploy.render"], cwd=REPO_ROOT, capture_output=True,
                             text=True, check=True, timeout=120)
     assert sum(line == "kind: InferenceService" for line in result.stdout.splitlines()) == 112
+
+
+def components(manifest):
+    return [manifest["spec"][name] for name in ("predictor", "transformer") if name in manifest["spec"]]
+
+
+def test_every_container_runs_hardened_as_the_images_user_writing_only_to_empty_dirs(manifests):
+    runs_as = load_blubber()["runs"]["uid"]  # the user blubber.yaml's images run as
+    for manifest in manifests:
+        for part in components(manifest):
+            volumes = {volume["name"]: volume for volume in part["volumes"]}
+            for container in part["containers"]:
+                context = container["securityContext"]
+                assert context["runAsNonRoot"] is True and context["runAsUser"] == runs_as != 0
+                assert context["readOnlyRootFilesystem"] is True
+                assert context["allowPrivilegeEscalation"] is False
+                assert context["capabilities"] == {"drop": ["ALL"]}
+                assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+                mounts = {mount["mountPath"]: volumes[mount["name"]] for mount in container["volumeMounts"]}
+                assert "/tmp" in mounts and all("emptyDir" in volume for volume in mounts.values())
+
+
+BENCHMARK_README = REPO_ROOT / "benchmark" / "README.md"
+BENCHMARKED = {"editquality": "enwiki-damaging", "articlequality": "enwiki-articlequality",
+               "outlink": "outlink-topic-model"}
+
+
+def benchmark_record(service):
+    """What the benchmark's written results (benchmark/README.md) say of one service: throughput held to
+    one core, the sweep (concurrency -> throughput, p99) and the heavy request's p50."""
+    text = BENCHMARK_README.read_text(encoding="utf-8")
+    section = text.split(f"#### {service} (")[1].split("####")[0]
+    one_core = float(re.search(r"held to 1 core \|[^|]*\|[^|]*\|[^|]*\| [\d.]+ / ([\d.]+) req/s", section)[1])
+    sweep = {int(c): (float(rps), float(p99)) for c, rps, p99 in
+             re.findall(r"^\| (\d+) \| ([\d.]+) \| [\d.]+ \| [\d.]+ \| ([\d.]+) \|", section, re.M)}
+    heavy = re.search(r"heavy p50 (\d+) ms", section)
+    return one_core, sweep, (int(heavy[1]) / 1000 if heavy else None)
+
+
+def test_autoscaling_inputs_are_the_benchmarks_written_results():
+    measured = Values.load().raw["autoscaling"]["measured"]
+    assert set(measured) == set(BENCHMARKED)
+    for image, service in BENCHMARKED.items():
+        one_core, sweep, heavy = benchmark_record(service)
+        assert measured[image]["saturation_rps"] == one_core
+        best = max(rps for rps, _ in sweep.values())
+        knee = min(c for c, (rps, _) in sweep.items() if rps >= 0.95 * best)
+        assert measured[image]["knee_concurrency"] == knee
+        slowest = round(heavy, 1) if heavy is not None else max(p99 for _, p99 in sweep.values()) / 1000
+        assert measured[image]["slowest_request_s"] == slowest
+
+
+def test_autoscaling_targets_follow_from_one_replicas_measured_saturation(manifests):
+    values = Values.load().raw
+    settings, limits = values["autoscaling"], values["resources"]
+    for manifest in manifests:
+        for part in components(manifest):
+            (container,) = part["containers"]
+            image = next(i for i in images_of(values) if container["image"].endswith(f"-{i}:stable"))
+            assert limits.get(image, limits["default"])["limits"]["cpu"] == "1"  # the benchmark's one core
+            one_core, sweep, _ = benchmark_record(BENCHMARKED[settings["same_as"].get(image, image)])
+            assert part["scaleMetric"] == "rps"
+            assert part["scaleTarget"] == int(0.7 * one_core) < one_core
+            assert part["containerConcurrency"] >= 1 and part["timeout"] % 5 == 0
+            # a full replica's queue drains well within the timeout
+            assert part["containerConcurrency"] / one_core < part["timeout"]
+
+
+def images_of(values):
+    """Every image a manifest pulls, longest name first (`outlink-transformer` before `outlink`)."""
+    return sorted(production_variants(), key=len, reverse=True)
+
+
+def test_a_request_may_take_every_mediawiki_retry_before_the_timeout(manifests):
+    """The revscoring servers' own worst case (python/wikiserve/config.py defaults: 3 attempts of 5 s with
+    2 s backoff per MediaWiki round; damaging makes two rounds) fits in its component's timeout."""
+    by_name = {m["metadata"]["name"]: m for m in manifests}
+    assert by_name["enwiki-damaging"]["spec"]["predictor"]["timeout"] >= 2 * (3 * 5 + 2 * 2)
+    assert by_name["enwiki-articlequality"]["spec"]["predictor"]["timeout"] >= 3 * 5 + 2 * 2
+
+
+def with_values(rows, **changes):
+    raw = yaml.safe_load((REPO_ROOT / "deploy" / "values.yaml").read_text(encoding="utf-8"))
+    raw.update(changes)
+    return {m["metadata"]["name"]: m for m in yaml.safe_load_all(render(Values(raw), rows))}
+
+
+def test_a_canary_sends_its_share_of_traffic_to_the_newest_revision(rows, crd_validator):
+    manifests = with_values(rows, canary={"enwiki-damaging": 10, "outlink-topic-model": 25})
+    damaging = manifests["enwiki-damaging"]
+    assert damaging["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert {part["canaryTrafficPercent"] for part in components(manifests["outlink-topic-model"])} == {25}
+    assert "canaryTrafficPercent" not in manifests["enwiki-goodfaith"]["spec"]["predictor"]
+    assert crd_validator.is_valid(damaging) and crd_validator.is_valid(manifests["outlink-topic-model"])
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"canary": {"enwiki-damaging": 150}}, "enwiki-damaging: 150 is not a whole percentage"),
+    ({"canary": {"enwiki-damaging": "10%"}}, "not a whole percentage"),
+    ({"canary": {"enwiki-damaging": 10}, "deployment_mode": "RawDeployment"},
+     "needs deployment_mode Serverless"),
+])
+def test_a_canary_kserve_cannot_serve_is_refused(rows, changes, message):
+    with pytest.raises(ValueError, match=message):
+        with_values(rows, **changes)
+
+
+def test_the_outlink_predictor_declares_grpc_only_where_kserve_routes_a_second_port(rows, crd_validator):
+    for mode, expected in (("Serverless", [8080]), ("RawDeployment", [8080, 8081])):
+        manifests = with_values(rows, deployment_mode=mode)
+        outlink = manifests["outlink-topic-model"]
+        assert outlink["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == mode
+        predictor = outlink["spec"]["predictor"]["containers"][0]
+        assert [port["containerPort"] for port in predictor["ports"]] == expected
+        assert crd_validator.is_valid(outlink)
+        transformer = outlink["spec"]["transformer"]["containers"][0]
+        assert [port["containerPort"] for port in transformer["ports"]] == [8080]
+        damaging = manifests["enwiki-damaging"]["spec"]["predictor"]["containers"][0]
+        assert [port["containerPort"] for port in damaging["ports"]] == [8080]
