@@ -29,6 +29,7 @@ from container_runner import Container, from_container, manifest_container, memo
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 from testkit.faulty_mediawiki import FaultyMediaWiki
+from testkit.reference_scoring import ReferenceJob, entry_problems, run_all
 
 from deploy import images
 from deploy.seed_table import REPO_ROOT, load_rows
@@ -270,7 +271,8 @@ def assert_v2_rest_and_grpc_answer_as_v1(predictor: Container, request: dict, v1
 def test_ores_image_serves_the_ores_api_in_front_of_a_model_image(built_images, farm, mediawiki,
                                                                   demo_models, started):
     """The ores image as its manifest runs it, LIFTWING_URL pointing at the editquality image's container
-    serving enwiki-damaging: an ORES request is answered with that service's own batch answer."""
+    serving enwiki-damaging: an ORES request with features is answered with what revscoring's own extractor
+    gives for that model (testkit.reference_scoring), and with that service's own batch answer."""
     isvc = SERVES["editquality"]
     model, _, _ = run("editquality", isvc, demo_models, started, from_container(mediawiki.url))
     model.wait_ready(isvc)
@@ -279,10 +281,16 @@ def test_ores_image_serves_the_ores_api_in_front_of_a_model_image(built_images, 
     STARTUP_TIMES["ores"] = ores.wait_ready(None)
     assert_runs_as_production(ores, env, memory, model=False)
     rev_id = wiki_entry(farm.manifest, "enwiki")["special"]["good_rev_id"]
-    response = requests.get(f"{ores.url}/v3/scores/enwiki/{rev_id}/damaging", timeout=60)
+    response = requests.get(f"{ores.url}/v3/scores/enwiki/{rev_id}/damaging", params={"features": ""},
+                            timeout=60)
     assert response.status_code == 200, response.text
-    assert response.json() == model.predict(isvc, {"rev_ids": [rev_id]}).json()
-    assert "probability" in response.json()["enwiki"]["scores"][str(rev_id)]["damaging"]["score"]
+    job = ReferenceJob(farm.url, wiki_entry(farm.manifest, "enwiki")["host"], rev_id,
+                       ((isvc, str(demo_models / isvc / "model.bin")),))
+    expected = run_all([job], processes=1)[(rev_id, isvc)]
+    entry = response.json()["enwiki"]["scores"][str(rev_id)]["damaging"]
+    assert not entry_problems(expected, entry, f"ores image {rev_id}")
+    batch = model.predict(isvc, {"rev_ids": [rev_id], "extended_output": True}).json()
+    assert response.json() == batch
     refused = requests.get(f"{ores.url}/v3/scores/enwiki/", params={"models": "damaging", "revids": "x"},
                            timeout=60)
     assert refused.status_code == 400 and "revids" in refused.json()["error"]["message"], refused.text

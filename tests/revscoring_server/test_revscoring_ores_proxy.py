@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 from ores_testing import edits, ores_get
-from reference_scoring import ReferenceJob, entry_problems, run_all
 from testkit.ores_client import ensure_client_venv, ores_client_score
 from testkit.recording_proxy import Override, RecordingProxy
+from testkit.reference_scoring import ReferenceJob, entry_problems, run_all
 from testkit.servers import REPO_ROOT, ServerProcess, free_port
 
 from dev.seed_table import revscoring_rows

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 import requests
-from reference_scoring import ReferenceJob, entry_problems, run_all
 from testkit.events import page_change_event, revision_create_event
+from testkit.reference_scoring import ReferenceJob, entry_problems, run_all
 
 from dev.seed_table import revscoring_rows
 
