@@ -36,7 +36,8 @@ FORWARDED_HEADERS = ("x-request-id", "x-b3-traceid")
 
 
 class PredictorError(ServingError):
-    """The predictor refused the request (its 4xx, passed through) or failed (5xx naming the predictor)."""
+    """The predictor refused the request (its 4xx, passed through) or failed (5xx naming the predictor, but
+    never its internal URL)."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -55,6 +56,8 @@ class OutlinkTransformer(kserve.Model):
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         request = parse_request(payload, self.wikis)
+        if request.event is not None:  # the predictor checks the event against MediaWiki and reads its links
+            return {"event": request.event.raw}
         if request.features is not None:
             return request.forwarded(request.features)
         qids = await fetch_outlinks(self.pool.client(request.domain), request, self.settings)
@@ -71,7 +74,7 @@ class OutlinkTransformer(kserve.Model):
                                                     headers=request_headers) as response:
                         return self._result(response.status, await response.read())
             except TimeoutError:
-                raise PredictorError(f"The predictor at {self.predictor_url} did not answer within "
+                raise PredictorError(f"The predictor did not answer within "
                                      f"{self.settings.predictor_timeout_s:g} s.", 504) from None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as error:
                 # A kept-alive connection the predictor has just closed: scoring is idempotent, try once more.
@@ -82,15 +85,17 @@ class OutlinkTransformer(kserve.Model):
         raise AssertionError("unreachable")
 
     def _unreachable(self, error: Exception) -> PredictorError:
-        return PredictorError(f"The predictor at {self.predictor_url} is unreachable: "
-                              f"{str(error) or type(error).__name__}.", 502)
+        # The connection error names the predictor's internal address: the log has it, the client does not.
+        logger.warning("The predictor is unreachable", extra={"predictor": self.predictor_url,
+                                                               "error": str(error) or type(error).__name__})
+        return PredictorError("The predictor is unreachable.", 502)
 
     def _result(self, status: int, content: bytes) -> dict[str, Any]:
         if 400 <= status < 500:
             raise PredictorError(_error_message(status, content), status)
         if status != 200:
             # 503 (draining, not ready) and 504 keep their meaning for retrying clients; else a bad gateway.
-            message = f"The predictor at {self.predictor_url} failed with HTTP {status}: "
+            message = f"The predictor failed with HTTP {status}: "
             gateway_status = status if status in (503, 504) else 502
             raise PredictorError(message + _error_message(status, content), gateway_status)
         try:
@@ -98,8 +103,8 @@ class OutlinkTransformer(kserve.Model):
         except orjson.JSONDecodeError:
             result = None
         if not isinstance(result, dict) or not isinstance(result.get("prediction"), dict):
-            raise PredictorError(f"The predictor at {self.predictor_url} answered with something other "
-                                 f"than a prediction: {content[:200].decode(errors='replace')!r}", 502)
+            raise PredictorError("The predictor answered with something other than a prediction: "
+                                 f"{content[:200].decode(errors='replace')!r}", 502)
         return result
 
     def _session(self) -> aiohttp.ClientSession:
