@@ -156,8 +156,9 @@ def test_an_event_over_grpc_posts_its_event(stub, reference, enwiki, event_recei
     title = enwiki["special"]["redirect_target"]
     rev_id = next(page for page in enwiki["pages"] if page["title"] == title)["rev_ids"][-1]
     event = page_change(reference, EN, "enwiki", rev_id)
+    since = len(event_receiver.events)
     answer = grpc_answer(v2_grpc(stub, json.dumps({"event": event}).encode()))
     expected = expected_results(reference, reference.qids(EN, reference.revision_titles(EN, rev_id)))
     assert_same([(r["topic"], r["score"]) for r in answer["prediction"]["results"]], expected)
-    (sent,) = sent_for(event_receiver, event)
+    (sent,) = sent_for(event_receiver, event, since)
     assert sent["predicted_classification"]["predictions"] == [topic for topic, _ in expected]
