@@ -1,10 +1,11 @@
 """The outlink topic model predictor: `python -m outlink_server.predictor`.
 
 Alone it does the whole job (validate, fetch outlinks, score, respond); behind the transformer it receives
-`features_str` and never calls MediaWiki. For page-change event input (alone or behind the transformer, which
-forwards the event as it came) it checks the event against MediaWiki, reads the outlinks at the event's
-revision itself and posts the `mediawiki/page/prediction_classification_change` event: only the predictor
-knows the model's version, and an event built from outlinks a client sent would state the client's topics.
+`features_str` and never calls MediaWiki. For page-change event input it checks the event against MediaWiki,
+reads the outlinks at the event's revision itself and posts the
+`mediawiki/page/prediction_classification_change` event (an event built from outlinks a client sent would
+state the client's topics). Behind the transformer, the transformer does all that for events, and asks this
+predictor only for scores (over V2, whose answer names the model's version).
 
 Scoring one article takes 50-180 µs, so fastText runs on the event loop: a hand-off to a thread (about
 40 µs measured) would cost as much as scoring itself.
@@ -31,7 +32,7 @@ from outlink_server.fasttext_model import ModelLoadError, TopicModel
 from outlink_server.languages import wikipedias
 from outlink_server.outlinks import fetch_outlinks, verify_event
 from outlink_server.request import OutlinkRequest, parse_request
-from outlink_server.response import build_response
+from outlink_server.response import build_response, classification
 from outlink_server.settings import OutlinkSettings
 from wikiserve.config import ServerSettings
 from wikiserve.events import EventGateClient, VerifiedRevision, prediction_classification_event
@@ -102,15 +103,8 @@ class OutlinkPredictor(kserve.Model):
             return
         if self._events is None:
             self._events = EventGateClient(self.eventgate, self.pool.http_session())
-        results = build_response(request, scores)["prediction"]["results"]
-        classification = {
-            "model_name": MODEL_NAME,
-            "model_version": self.version or "",
-            "predictions": [result["topic"] for result in results],
-            "probabilities": dict(scores),
-        }
-        await self._events.send(
-            prediction_classification_event(verified, self.eventgate.prediction_stream, classification))
+        await self._events.send(prediction_classification_event(
+            verified, self.eventgate.prediction_stream, classification(request, scores, self.version)))
 
 
 def file_version(path: Path) -> str:

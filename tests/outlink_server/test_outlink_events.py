@@ -318,11 +318,11 @@ def test_a_page_deleted_between_the_event_and_the_fetch_is_a_400(server, farm, r
 
 def test_an_eventgate_failure_is_logged_and_counted_and_the_answer_stands(
         server, outlink_servers, reference, enwiki, event_receiver):
-    predictor = outlink_servers["predictor"]  # the one that posts, alone or behind the transformer
+    poster = server  # the predictor alone; in the chain, the transformer (which checked the event)
     title = enwiki["special"]["redirect_target"]
     rev_id = first_revision(enwiki, title)
     event = page_change(reference, EN, "enwiki", rev_id)
-    failed_before = metric_total(predictor, "eventgate_events_failed_total", stream=EVENT_STREAM)
+    failed_before = metric_total(poster, "eventgate_events_failed_total", stream=EVENT_STREAM)
     event_receiver.status = 500
     try:
         response = predict(server, {"event": event})
@@ -330,5 +330,25 @@ def test_an_eventgate_failure_is_logged_and_counted_and_the_answer_stands(
         event_receiver.status = 201
     assert_same(results(response), expected_results(reference, reference.qids(
         EN, reference.revision_titles(EN, rev_id))))
-    assert metric_total(predictor, "eventgate_events_failed_total", stream=EVENT_STREAM) == failed_before + 1
-    assert "Could not send event to EventGate" in predictor.log_tail(400)
+    assert metric_total(poster, "eventgate_events_failed_total", stream=EVENT_STREAM) == failed_before + 1
+    assert "Could not send event to EventGate" in poster.log_tail(400)
+
+
+def test_behind_the_transformer_the_predictor_never_sees_the_event_or_mediawiki(
+        outlink_servers, reference, enwiki, event_receiver):
+    """In production the predictor cannot reach MediaWiki: the transformer checks the event and reads the
+    outlinks, and posts the one event itself; the predictor only scores."""
+    transformer, predictor = outlink_servers["transformer"], outlink_servers["predictor"]
+    rev_id = first_revision(enwiki, enwiki["special"]["many_links_title"])
+    event = page_change(reference, EN, "enwiki", rev_id)
+    calls_before = metric_total(predictor, "mediawiki_request_duration_seconds_count")
+    transformer_calls = metric_total(transformer, "mediawiki_request_duration_seconds_count")
+    sent_before = metric_total(predictor, "eventgate_events_sent_total", stream=EVENT_STREAM)
+    since = len(event_receiver.events)
+    response = predict(transformer, {"event": event})
+    assert response.status_code == 200, response.text
+    (sent,) = sent_for(event_receiver, event, since)
+    assert metric_total(transformer, "mediawiki_request_duration_seconds_count") > transformer_calls
+    assert metric_total(predictor, "mediawiki_request_duration_seconds_count") == calls_before
+    assert metric_total(predictor, "eventgate_events_sent_total", stream=EVENT_STREAM) == sent_before
+    assert metric_total(transformer, "eventgate_events_sent_total", stream=EVENT_STREAM) >= 1
