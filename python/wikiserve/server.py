@@ -243,21 +243,23 @@ class GuardedInferenceServicer(InferenceServicer):
         metadata = dict(context.invocation_metadata() or ())
         token = REQUEST_ID.set(request_id_from(metadata.get("x-request-id")))
         try:
-            return await super().ModelInfer(request, context)
-        except ServingError as error:
-            status, message = error.status, bounded(error.message)
-        except InvalidInput as error:
-            status, message = 400, kserve_message(error)
-        except ModelNotFound as error:
-            status, message = 404, kserve_message(error)
-        except ModelNotReady as error:
-            status, message = 503, kserve_message(error)
-        except Exception as error:  # noqa: BLE001 - logged with its traceback; the client gets no traceback
-            logger.exception("Unexpected error while serving a gRPC request")
-            status, message = 500, f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."
+            try:
+                return await super().ModelInfer(request, context)
+            except ServingError as error:
+                status, message = error.status, bounded(error.message)
+            except InvalidInput as error:
+                status, message = 400, kserve_message(error)
+            except ModelNotFound as error:
+                status, message = 404, kserve_message(error)
+            except ModelNotReady as error:
+                status, message = 503, kserve_message(error)
+            except Exception as error:  # noqa: BLE001 - logged with its traceback; no traceback to the client
+                logger.exception("Unexpected error while serving a gRPC request")
+                name, request_id = type(error).__name__, REQUEST_ID.get()
+                status, message = 500, f"Internal error ({name}); request id {request_id}."
+            _log_failure(status, message)  # while the request id is set: the log line carries it
         finally:
             REQUEST_ID.reset(token)
-        _log_failure(status, message)
         await context.abort(grpc_status(status), message)
         raise AssertionError("context.abort raises")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,3 +208,18 @@ def test_a_5_kb_model_name_is_not_repeated_over_grpc(stub):
     error = grpc_error(stub, b"{}", model="m" * 5000)
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert "does not exist" in error.details() and len(error.details()) < 1000
+
+
+def test_a_grpc_request_id_that_is_not_an_id_is_replaced_in_the_log(predictor, stub):
+    long_id = "g" * 5000
+    tensor = pb.ModelInferRequest.InferInputTensor(name="request", datatype="BYTES", shape=[1])
+    request = pb.ModelInferRequest(model_name=MODEL_NAME, id="grpc-1", inputs=[tensor])
+    request.inputs[0].contents.bytes_contents.append(b'{"lang": "en", "page_id": "one"}')
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request, timeout=TIMEOUT_S, metadata=(("x-request-id", long_id),))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    time.sleep(0.3)  # let the server write its log line
+    log = predictor.log_path.read_text(errors="replace")
+    assert long_id[:200] not in log
+    refused = [json.loads(line) for line in log.splitlines() if '"Request refused"' in line]
+    assert refused and str(uuid.UUID(refused[-1]["request_id"])) == refused[-1]["request_id"]
