@@ -1,9 +1,11 @@
 """The outlink topic model predictor: `python -m outlink_server.predictor`.
 
 Alone it does the whole job (validate, fetch outlinks, score, respond); behind the transformer it receives
-`features_str` and never calls MediaWiki. For page-change event input it posts the
-`mediawiki/page/prediction_classification_change` event (alone or behind the transformer: only the predictor
-knows the model's version, so the event is sent once, from here).
+`features_str` and never calls MediaWiki. For page-change event input it checks the event against MediaWiki,
+reads the outlinks at the event's revision itself and posts the
+`mediawiki/page/prediction_classification_change` event (an event built from outlinks a client sent would
+state the client's topics). Behind the transformer, the transformer does all that for events, and asks this
+predictor only for scores (over V2, whose answer names the model's version).
 
 Scoring one article takes 50-180 µs, so fastText runs on the event loop: a hand-off to a thread (about
 40 µs measured) would cost as much as scoring itself.
@@ -28,12 +30,12 @@ from outlink_server import MODEL_NAME, v2
 from outlink_server.cli import argument_parser, parse
 from outlink_server.fasttext_model import ModelLoadError, TopicModel
 from outlink_server.languages import wikipedias
-from outlink_server.outlinks import fetch_outlinks
+from outlink_server.outlinks import fetch_outlinks, verify_event
 from outlink_server.request import OutlinkRequest, parse_request
-from outlink_server.response import build_response
+from outlink_server.response import build_response, classification
 from outlink_server.settings import OutlinkSettings
 from wikiserve.config import ServerSettings
-from wikiserve.events import EventGateClient, prediction_classification_event
+from wikiserve.events import EventGateClient, VerifiedRevision, prediction_classification_event
 from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.server import serve
@@ -46,6 +48,7 @@ class Prepared:
     request: OutlinkRequest
     features: str  # single-space separated Q-ids
     v2_request: InferRequest | None = None  # answered in V2's shape when the request came that way
+    verified: VerifiedRevision | None = None  # MediaWiki's facts about an event's revision
 
 
 class OutlinkPredictor(kserve.Model):
@@ -74,34 +77,34 @@ class OutlinkPredictor(kserve.Model):
         request = parse_request(v2.request_body(v2_request) if v2_request else payload, self.wikis)
         if request.features is not None:
             return Prepared(request, request.features, v2_request)
-        qids = await fetch_outlinks(self.pool.client(request.domain), request, self.settings)
-        return Prepared(request, " ".join(qids), v2_request)
+        client = self.pool.client(request.domain)
+        verified = None
+        if request.event is not None:
+            verified = await verify_event(client, request, self.wikis.dbname_of[request.lang])
+            # The page as it is named now (a page renamed since the event keeps its id).
+            request = dataclasses.replace(request, page_title=verified.page_title.replace(" ", "_"))
+        qids = await fetch_outlinks(client, request, self.settings)
+        return Prepared(request, " ".join(qids), v2_request, verified)
 
     async def predict(self, payload: Prepared,
                       headers: dict[str, str] | None = None) -> dict[str, Any] | InferResponse:
         assert self.topic_model is not None, "predict before load"
         scores = self.topic_model.scores(payload.features)
-        if payload.request.event is not None:
-            await self._send_prediction_event(payload.request, scores)
+        if payload.verified is not None:
+            await self._send_prediction_event(payload.request, payload.verified, scores)
         body = build_response(payload.request, scores)
         return v2.response(payload.v2_request, self.name, self.version, body) if payload.v2_request else body
 
-    async def _send_prediction_event(self, request: OutlinkRequest, scores: list[tuple[str, float]]) -> None:
+    async def _send_prediction_event(self, request: OutlinkRequest, verified: VerifiedRevision,
+                                     scores: list[tuple[str, float]]) -> None:
         """Posts the topics as a prediction_classification_change event; EventGateClient logs and counts
         failures and never raises, so the caller's answer does not depend on EventGate."""
-        if not self.eventgate.url or request.event is None:
+        if not self.eventgate.url:
             return
         if self._events is None:
             self._events = EventGateClient(self.eventgate, self.pool.http_session())
-        results = build_response(request, scores)["prediction"]["results"]
-        classification = {
-            "model_name": MODEL_NAME,
-            "model_version": self.version or "",
-            "predictions": [result["topic"] for result in results],
-            "probabilities": dict(scores),
-        }
-        await self._events.send(
-            prediction_classification_event(request.event, self.eventgate.prediction_stream, classification))
+        await self._events.send(prediction_classification_event(
+            verified, self.eventgate.prediction_stream, classification(request, scores, self.version)))
 
 
 def file_version(path: Path) -> str:

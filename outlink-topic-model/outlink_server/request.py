@@ -23,13 +23,14 @@ from wikiserve.validation import (
     optional_str,
     parse_body,
     reject_unknown_fields,
+    shortened,
 )
 
 FIELDS = ("lang", "wiki_id", "page_title", "page_id", "revision_id", "threshold", "debug", "features_str",
           "event")
-# With `event` the page comes from the event; `features_str` is how the transformer hands the predictor the
-# outlinks it fetched for the event.
-EVENT_FIELDS = ("event", "features_str")
+# With `event` the page comes from the event, and the outlinks from MediaWiki: never from the client, so
+# `features_str` beside an event is refused (it would put topics of the client's choosing in the event).
+EVENT_FIELDS = ("event",)
 DEFAULT_THRESHOLD = 0.5
 MAX_TITLE_BYTES = 255  # MediaWiki's limit for a page title, in UTF-8 bytes
 
@@ -54,8 +55,7 @@ class OutlinkRequest:
 
     def forwarded(self, features: str) -> dict[str, Any]:
         """The body the transformer sends the predictor: the same request with the Q-ids filled in."""
-        if self.event is not None:
-            return {"event": self.event.raw, "features_str": features}
+        assert self.event is None, "an event is forwarded as it came: the predictor verifies it itself"
         body: dict[str, Any] = {"lang": self.lang, "features_str": features, "debug": self.debug}
         if not self.debug:
             body["threshold"] = self.threshold
@@ -89,6 +89,9 @@ def parse_request(payload: Any, wikis: Wikipedias) -> OutlinkRequest:
 
 def _event_request(body: dict[str, Any], wikis: Wikipedias) -> OutlinkRequest:
     """`{"event": <mediawiki/page/change 1.x>}`: the topics of the event's page at the event's revision."""
+    if "features_str" in body:
+        raise InvalidRequest("Give either 'event' or 'features_str', not both: with an event the outlinks "
+                             "are read from MediaWiki at the event's revision, never taken from the request.")
     others = sorted(set(body) - set(EVENT_FIELDS))
     if others:
         raise InvalidRequest(f"With 'event' the page and revision come from the event; leave out "
@@ -102,9 +105,9 @@ def _event_request(body: dict[str, Any], wikis: Wikipedias) -> OutlinkRequest:
         raise InvalidRequest(f"The event is for wiki {source.database!r}, which is not a Wikipedia: "
                              + only_wikipedia)
     if source.domain not in (None, domain):
-        raise InvalidRequest(f"The event's domain {source.domain!r} is not a Wikipedia, or not the one of "
-                             f"wiki {source.database!r} ({domain}): " + only_wikipedia)
-    if source.page_namespace != 0:
+        raise InvalidRequest(f"The event's domain {shortened(source.domain)} is not a Wikipedia, or not the "
+                             f"one of wiki {source.database!r} ({domain}): " + only_wikipedia)
+    if source.page_namespace not in (None, 0):
         raise InvalidRequest(f"The event's page {source.page_title!r} is in namespace "
                              f"{source.page_namespace}, not the main (article) namespace 0: only articles "
                              "have topics.")
@@ -113,7 +116,7 @@ def _event_request(body: dict[str, Any], wikis: Wikipedias) -> OutlinkRequest:
         raise InvalidRequest(f"The event's page title {source.page_title!r} is not a valid page title.")
     return OutlinkRequest(lang=lang, domain=domain, page_title=source.page_title, page_id=source.page_id,
                           revision_id=source.rev_id, threshold=DEFAULT_THRESHOLD, debug=False,
-                          features=_features(body), event=event)
+                          features=None, event=event)
 
 
 def _language(body: dict[str, Any], wikis: Wikipedias) -> str:
@@ -124,11 +127,11 @@ def _language(body: dict[str, Any], wikis: Wikipedias) -> str:
                              "or 'wiki_id' (such as \"enwiki\").")
     if lang is not None and lang not in wikis.dbname_of:
         raise InvalidRequest(f"'lang' must be the language code of a supported Wikipedia (such as \"en\"); "
-                             f"{lang!r} is not one.")
+                             f"{shortened(lang)} is not one.")
     if wiki_id is not None:
         if wiki_id not in wikis.lang_of:
             raise InvalidRequest(f"'wiki_id' must be the id of a supported Wikipedia (such as \"enwiki\"); "
-                                 f"{wiki_id!r} is not one.")
+                                 f"{shortened(wiki_id)} is not one.")
         if lang is not None and wikis.lang_of[wiki_id] != lang:
             raise InvalidRequest(f"'lang' {lang!r} and 'wiki_id' {wiki_id!r} name different wikis.")
         lang = wikis.lang_of[wiki_id]

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
+from outlink_server import MODEL_NAME
 from outlink_server.request import OutlinkRequest
 
 # Characters MediaWiki leaves unescaped in article URLs (its wfUrlencode); everything else is %-encoded.
@@ -26,3 +27,13 @@ def build_response(request: OutlinkRequest, scores: Iterable[tuple[str, float]])
     results.sort(key=lambda result: (-result["score"], result["topic"]))
     article = article_url(request.domain, request.page_title, request.page_id)
     return {"prediction": {"article": article, "results": results}}
+
+
+def classification(request: OutlinkRequest, scores: Iterable[tuple[str, float]], version: str | None
+                   ) -> dict[str, Any]:
+    """The prediction_classification_change event's `predicted_classification`: the topics the answer gives
+    (at the request's threshold), and every topic's probability."""
+    scores = list(scores)
+    results = build_response(request, scores)["prediction"]["results"]
+    return {"model_name": MODEL_NAME, "model_version": version or "",
+            "predictions": [result["topic"] for result in results], "probabilities": dict(scores)}

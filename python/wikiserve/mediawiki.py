@@ -177,6 +177,16 @@ class MediaWikiClient:
         exponential = min(cap, self.settings.backoff_base_s * 2 ** (attempt - 1))
         return exponential * random.uniform(0.5, 1.0)  # jitter: don't retry in lock-step with others
 
+    @property
+    def _name(self) -> str:
+        """How errors name the API to the client: by its wiki, never by the internal endpoint's URL."""
+        return f"MediaWiki API of {self.domain}"
+
+    def _log_detail(self, what: str, error: BaseException) -> None:
+        """The endpoint and the low-level error (which can name internal hosts) go to the log only."""
+        logger.warning(what, extra={"wiki": self.domain, "endpoint": self.api_url,
+                                    "error": str(error) or type(error).__name__})
+
     async def _attempt(self, params: dict[str, Any]) -> dict:
         session = self._mwapi_session()
         try:
@@ -187,48 +197,36 @@ class MediaWikiClient:
             raise self._api_error(error) from None
         except (TimeoutError, mwapi.errors.TimeoutError):
             raise _Transient(
-                MediaWikiTimeout(
-                    f"MediaWiki API at {self.api_url} ({self.domain}) did not answer within "
-                    f"{self.settings.timeout_s:g} s"
-                )
+                MediaWikiTimeout(f"{self._name} did not answer within {self.settings.timeout_s:g} s")
             ) from None
         except mwapi.errors.ConnectionError as error:
-            raise _Transient(
-                MediaWikiUnavailable(
-                    f"MediaWiki API at {self.api_url} ({self.domain}) is unreachable: {error}"
-                )
-            ) from None
+            self._log_detail("MediaWiki API unreachable", error)
+            raise _Transient(MediaWikiUnavailable(f"{self._name} is unreachable")) from None
         except mwapi.errors.RequestError as error:
             raise self._request_error(error) from None
         except ValueError as error:  # mwapi: the body was not JSON
-            raise _Transient(
-                MediaWikiError(
-                    f"MediaWiki API at {self.api_url} ({self.domain}) answered with invalid JSON: "
-                    f"{str(error)[:200]!r}"
-                )
-            ) from None
+            self._log_detail("MediaWiki API answered with invalid JSON", error)
+            raise _Transient(MediaWikiError(f"{self._name} answered with invalid JSON")) from None
 
     def _request_error(self, error: Exception) -> _Transient | MediaWikiError:
         cause = error.__cause__
         if isinstance(cause, mwapi.errors.APIError):  # mwapi wraps API errors raised inside its request
             return self._api_error(cause)
         if isinstance(cause, HTTPStatusFailure):
-            message = f"MediaWiki API at {self.api_url} ({self.domain}) answered HTTP {cause.status}"
+            message = f"{self._name} answered HTTP {cause.status}"
             if cause.status in TRANSIENT_HTTP_STATUSES:
                 kind = "rate_limited" if cause.status == 429 else "http_5xx"
                 return _Transient(MediaWikiUnavailable(message, kind=kind), cause.retry_after)
             return MediaWikiError(message, kind="http_4xx")
         if isinstance(cause, aiohttp.ClientPayloadError):
-            return _Transient(
-                MediaWikiError(f"MediaWiki API at {self.api_url} ({self.domain}) sent a truncated response")
-            )
-        return _Transient(
-            MediaWikiUnavailable(f"MediaWiki API request to {self.api_url} ({self.domain}) failed: {error}")
-        )
+            return _Transient(MediaWikiError(f"{self._name} sent a truncated response"))
+        self._log_detail("MediaWiki API request failed", cause or error)
+        return _Transient(MediaWikiUnavailable(f"The request to the {self._name} failed"))
 
     def _api_error(self, error: mwapi.errors.APIError) -> _Transient | MediaWikiError | InvalidRequest:
-        code = str(error.code)
-        message = f"MediaWiki API at {self.api_url} ({self.domain}) returned error '{code}': {error.info}"
+        code = str(error.code)[:100]
+        info = str(error.info)[:300]  # MediaWiki's own words, which may quote a title from the request
+        message = f"{self._name} returned error '{code}': {info}"
         if code in TRANSIENT_API_ERRORS or code.startswith("internal_api_error_"):
             return _Transient(MediaWikiUnavailable(message, kind=f"api_{_metric_code(code)}", api_code=code))
         if code in CLIENT_API_ERRORS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import signal
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -32,11 +33,41 @@ from kserve.protocol.rest.server import UvicornServer
 from wikiserve.config import ServerSettings
 from wikiserve.errors import PayloadTooLarge, ServingError
 from wikiserve.logs import REQUEST_ID, configure_logging
+from wikiserve.validation import shortened
 
 logger = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+
+# A client's x-request-id is echoed in the response and written on every log line of the request: one is
+# kept only if it looks like an id (a UUID, a B3 or W3C trace id fit), else a fresh UUID replaces it.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_MESSAGE_CHARS = 1000  # no error message is longer, whatever client input it names
+
+
+def request_id_from(value: str | bytes | None) -> str:
+    """The client's request id when it is a safe one (at most 128 of A-Z a-z 0-9 . _ : -), else a new one."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if value and _SAFE_REQUEST_ID.fullmatch(value):
+        return value
+    return str(uuid.uuid4())
+
+
+def bounded(message: str) -> str:
+    """An error message for the client, cut to MAX_MESSAGE_CHARS (a last guard: messages that name client
+    input shorten it themselves)."""
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
+def kserve_message(error: Exception) -> str:
+    """KServe's own messages repeat the model name of the URL whole; ours shortens it."""
+    if isinstance(error, ModelNotFound):
+        reason = str(error)
+        name = reason.removeprefix("Model with name ").removesuffix(" does not exist.")
+        return f"Model with name {shortened(name, 100, quoted=False)} does not exist."
+    return bounded(str(error))
 
 
 class RequestGuard:
@@ -53,9 +84,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode("latin-1") or str(uuid.uuid4())
-        if b"x-request-id" not in headers:
-            scope["headers"] = [*scope.get("headers", []), (b"x-request-id", request_id.encode())]
+        request_id = request_id_from(headers.get(b"x-request-id"))
+        if headers.get(b"x-request-id") != request_id.encode():  # absent or replaced: KServe sees ours
+            scope["headers"] = [(name, value) for name, value in scope.get("headers", [])
+                                if name != b"x-request-id"] + [(b"x-request-id", request_id.encode())]
         token = REQUEST_ID.set(request_id)
         try:
             if self.draining and not _answered_while_draining(scope):
@@ -132,13 +164,15 @@ async def _send_json(send: Callable, status: int, body: dict, request_id: str) -
 
 
 async def _serving_error(_: Request, error: ServingError) -> ORJSONResponse:
-    _log_failure(error.status, error.message)
-    return ORJSONResponse({"error": error.message}, status_code=error.status)
+    message = bounded(error.message)
+    _log_failure(error.status, message)
+    return ORJSONResponse({"error": message}, status_code=error.status)
 
 
 async def _kserve_error(status: int, _: Request, error: Exception) -> ORJSONResponse:
-    _log_failure(status, str(error))
-    return ORJSONResponse({"error": str(error)}, status_code=status)
+    message = kserve_message(error)
+    _log_failure(status, message)
+    return ORJSONResponse({"error": message}, status_code=status)
 
 
 def _log_failure(status: int, message: str) -> None:
@@ -161,11 +195,15 @@ async def _unexpected_error(_: Request, error: Exception) -> ORJSONResponse:
 
 async def _malformed_v2_request(_: Request, error: RequestValidationError) -> ORJSONResponse:
     """FastAPI answers a body that is not a V2 inference request with 422 and its own shape; ours is 400."""
-    problems = "; ".join(f"{'.'.join(str(part) for part in problem.get('loc', ()))}: {problem.get('msg')}"
-                         for problem in error.errors()[:5])
-    message = f"The body is not a V2 inference request: {problems}."
+    problems = "; ".join(f"{_location(problem)}: {problem.get('msg')}" for problem in error.errors()[:5])
+    message = bounded(f"The body is not a V2 inference request: {problems}.")
     _log_failure(400, message)
     return ORJSONResponse({"error": message}, status_code=400)
+
+
+def _location(problem: dict[str, Any]) -> str:
+    """Where in the body a problem is; the path can hold the client's own (unbounded) key names."""
+    return shortened(".".join(str(part) for part in problem.get("loc", ())), quoted=False)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -203,23 +241,25 @@ class GuardedInferenceServicer(InferenceServicer):
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
         metadata = dict(context.invocation_metadata() or ())
-        token = REQUEST_ID.set(str(metadata.get("x-request-id") or uuid.uuid4()))
+        token = REQUEST_ID.set(request_id_from(metadata.get("x-request-id")))
         try:
-            return await super().ModelInfer(request, context)
-        except ServingError as error:
-            status, message = error.status, error.message
-        except InvalidInput as error:
-            status, message = 400, str(error)
-        except ModelNotFound as error:
-            status, message = 404, str(error)
-        except ModelNotReady as error:
-            status, message = 503, str(error)
-        except Exception as error:  # noqa: BLE001 - logged with its traceback; the client gets no traceback
-            logger.exception("Unexpected error while serving a gRPC request")
-            status, message = 500, f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."
+            try:
+                return await super().ModelInfer(request, context)
+            except ServingError as error:
+                status, message = error.status, bounded(error.message)
+            except InvalidInput as error:
+                status, message = 400, kserve_message(error)
+            except ModelNotFound as error:
+                status, message = 404, kserve_message(error)
+            except ModelNotReady as error:
+                status, message = 503, kserve_message(error)
+            except Exception as error:  # noqa: BLE001 - logged with its traceback; no traceback to the client
+                logger.exception("Unexpected error while serving a gRPC request")
+                name, request_id = type(error).__name__, REQUEST_ID.get()
+                status, message = 500, f"Internal error ({name}); request id {request_id}."
+            _log_failure(status, message)  # while the request id is set: the log line carries it
         finally:
             REQUEST_ID.reset(token)
-        _log_failure(status, message)
         await context.abort(grpc_status(status), message)
         raise AssertionError("context.abort raises")
 

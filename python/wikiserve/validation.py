@@ -30,10 +30,13 @@ def parse_body(payload: Any) -> dict[str, Any]:
             raise InvalidRequest('The request body is empty: send a JSON object such as {"rev_id": 12345}.')
         try:
             payload = json.loads(payload)
+        except RecursionError:  # Python's decoder recurses per nesting level (orjson stops at 1024 itself)
+            raise InvalidRequest("The request body is nested too deeply to be a request.") from None
         except (ValueError, UnicodeDecodeError) as error:
-            raise InvalidRequest(f"The request body is not valid JSON: {error}") from None
+            problem = shortened(str(error), 200, quoted=False)
+            raise InvalidRequest(f"The request body is not valid JSON: {problem}") from None
     if not isinstance(payload, dict):
-        raise InvalidRequest(f"The request body must be a JSON object, not {_json_type(payload)}.")
+        raise InvalidRequest(f"The request body must be a JSON object, not {json_type(payload)}.")
     return payload
 
 
@@ -49,7 +52,7 @@ def optional_int(body: dict[str, Any], field: str, minimum: int = 1, maximum: in
         return None
     # bool is a subclass of int in Python, but `true` is not a revision id.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"'{field}' must be an integer, got {_json_type(value)} {_short(value)}.")
+        raise InvalidRequest(f"'{field}' must be an integer, got {json_type(value)} {_short(value)}.")
     if not minimum <= value <= maximum:
         raise InvalidRequest(f"'{field}' must be between {minimum} and {maximum}, got {value}.")
     return value
@@ -61,7 +64,7 @@ def optional_bool(body: dict[str, Any], field: str, default: bool = False) -> bo
         return default
     if not isinstance(value, bool):
         raise InvalidRequest(
-            f"'{field}' must be a boolean (true or false), got {_json_type(value)} {_short(value)}."
+            f"'{field}' must be a boolean (true or false), got {json_type(value)} {_short(value)}."
         )
     return value
 
@@ -71,7 +74,7 @@ def optional_float(body: dict[str, Any], field: str, default: float, minimum: fl
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRequest(f"'{field}' must be a number, got {_json_type(value)} {_short(value)}.")
+        raise InvalidRequest(f"'{field}' must be a number, got {json_type(value)} {_short(value)}.")
     if not minimum <= value <= maximum:
         raise InvalidRequest(f"'{field}' must be between {minimum:g} and {maximum:g}, got {value}.")
     return float(value)
@@ -82,7 +85,7 @@ def optional_str(body: dict[str, Any], field: str, max_length: int = 512) -> str
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidRequest(f"'{field}' must be a string, got {_json_type(value)} {_short(value)}.")
+        raise InvalidRequest(f"'{field}' must be a string, got {json_type(value)} {_short(value)}.")
     if not value.strip():
         raise InvalidRequest(f"'{field}' must not be empty.")
     if len(value) > max_length:
@@ -95,8 +98,10 @@ def optional_str(body: dict[str, Any], field: str, max_length: int = 512) -> str
 def reject_unknown_fields(body: dict[str, Any], allowed: Iterable[str]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
-        names = ", ".join(f"'{name}'" for name in unknown[:5])
-        raise InvalidRequest(f"Unknown field(s) {names}; allowed: {', '.join(sorted(allowed))}.")
+        # Names are the client's and may be any length: each is shortened, and only the first few are named.
+        names = ", ".join(shortened(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise InvalidRequest(f"Unknown field(s) {names}{more}; allowed: {', '.join(sorted(allowed))}.")
 
 
 def exactly_one_of(body: dict[str, Any], *fields: str) -> str:
@@ -121,7 +126,7 @@ def require_rev_ids(body: dict[str, Any], maximum_count: int, field: str = "rev_
     values = body.get(field)
     if not isinstance(values, list):
         raise InvalidRequest(
-            f"'{field}' must be an array of revision ids, got {_json_type(values)} {_short(values)}."
+            f"'{field}' must be an array of revision ids, got {json_type(values)} {_short(values)}."
         )
     if len(values) > maximum_count:
         raise InvalidRequest(
@@ -132,7 +137,8 @@ def require_rev_ids(body: dict[str, Any], maximum_count: int, field: str = "rev_
     return list(dict.fromkeys(values))
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type of `value`, with its article, for messages (`a string`, `an object`)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -149,5 +155,19 @@ def _json_type(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):
+        return "(nested too deeply to show)"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+MAX_ECHOED_CHARS = 40  # how much of a client's string an error message repeats
+
+
+def shortened(text: str, limit: int = MAX_ECHOED_CHARS, quoted: bool = True) -> str:
+    """`text` (client input) for an error message: at most `limit` characters of it, marked when cut, in
+    quotes (repr, so control characters show as escapes) unless `quoted` is false."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    suffix = f" ({len(text)} characters)" if len(text) > limit else ""
+    return (repr(cut) if quoted else cut) + suffix

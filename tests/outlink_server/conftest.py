@@ -60,8 +60,9 @@ def outlink_servers(farm, outlink_model: Path, no_fasttext_dir: Path, event_rece
                     predictor_grpc_port: int) -> Iterator[dict[str, ServerProcess]]:
     """The predictor alone, and the transformer -> predictor chain, shared by the whole session.
 
-    Both post events to the local EventGate stand-in (only the predictor actually does); the predictor
-    also serves V2 gRPC."""
+    Both post events to the local EventGate stand-in: the predictor for events sent to it, the transformer for
+    events sent to it (it checks them and asks the predictor only for scores); the predictor also serves V2
+    gRPC."""
     eventgate = {"EVENTGATE_URL": event_receiver.url, "EVENTGATE_STREAM": EVENT_STREAM}
     predictor_port = free_port()
     predictor, transformer = start_servers([

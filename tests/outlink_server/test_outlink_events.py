@@ -75,11 +75,24 @@ def page_change(reference, host: str, dbname: str, rev_id: int, **changes: Any) 
     return event
 
 
-def sent_for(receiver, event: dict[str, Any]) -> list[dict[str, Any]]:
-    """The events posted for `event` (matched by its request id), after giving duplicates time to arrive."""
-    request_id = event["meta"]["request_id"]
+def sent_for(receiver, event: dict[str, Any], since: int) -> list[dict[str, Any]]:
+    """The events about `event`'s revision posted after the receiver's first `since` events (output events
+    repeat nothing of the input, its request id included), after giving duplicates time to arrive."""
+    rev_id = event["revision"]["rev_id"]
     time.sleep(SETTLE_S)
-    return receiver.matching(lambda sent: sent.get("meta", {}).get("request_id") == request_id)
+    return [sent for sent in list(receiver.events)[since:]
+            if (sent.get("revision") or {}).get("rev_id") == rev_id]
+
+
+def user_performer(reference, host: str, user: str) -> dict[str, Any]:
+    """page/change's performer for a registered `user`, from the farm's list=users (the reference)."""
+    (info,) = reference.get(host, action="query", list="users", ususers=user,
+                            usprop="groups|editcount|registration")["query"]["users"]
+    performer = {"user_text": info["name"], "user_id": info["userid"], "groups": info["groups"],
+                 "is_bot": "bot" in info["groups"], "edit_count": info["editcount"]}
+    if info.get("registration"):
+        performer["registration_dt"] = info["registration"]
+    return performer
 
 
 def expected_results(reference, qids: list[str], threshold: float = 0.5) -> list[tuple[str, float]]:
@@ -110,17 +123,25 @@ def test_an_event_gives_the_topics_at_its_revision_and_posts_exactly_one_event(
     assert qids and set(qids) != set(reference.page_qids(EN, title))
     event = page_change(reference, EN, "enwiki", rev_id)
 
+    since = len(event_receiver.events)
     response = predict(server, {"event": event})
     expected = expected_results(reference, qids)
     assert_same(results(response), expected)
     assert response.json()["prediction"]["article"] == f"https://{EN}/wiki/{quote(title.replace(' ', '_'))}"
 
-    (sent,) = sent_for(event_receiver, event)
+    (sent,) = sent_for(event_receiver, event, since)
     OUTPUT.validate(sent)
     assert sent["meta"]["stream"] == EVENT_STREAM and sent["meta"]["domain"] == EN
-    assert sent["meta"]["id"] != event["meta"]["id"]
-    assert (sent["page"], sent["wiki_id"], sent["performer"]) == (event["page"], "enwiki", event["performer"])
-    assert sent["revision"]["rev_id"] == rev_id and "content_slots" not in sent["revision"]
+    assert sent["meta"]["id"] != event["meta"]["id"] and "request_id" not in sent["meta"]
+    # Every fact is MediaWiki's (the event was built from the same facts, so they agree), nothing copied.
+    assert (sent["page"], sent["wiki_id"]) == (event["page"], "enwiki")
+    assert sent["performer"] == user_performer(reference, EN, event["performer"]["user_text"])
+    expected_revision = {"rev_id": rev_id, "rev_dt": event["revision"]["rev_dt"]}
+    if event["revision"].get("rev_parent_id"):
+        expected_revision["rev_parent_id"] = event["revision"]["rev_parent_id"]
+    assert sent["revision"] == expected_revision and "comment" not in sent
+    kind = "edit" if "rev_parent_id" in expected_revision else "create"
+    assert (sent["dt"], sent["page_change_kind"]) == (event["revision"]["rev_dt"], kind)
     classification = sent["predicted_classification"]
     digest = hashlib.sha256(outlink_model.read_bytes()).hexdigest()
     version = f"sha256:{digest[:12]}"
@@ -137,9 +158,10 @@ def test_an_event_for_a_page_without_outlinks_is_an_answer_with_no_topics(
     info = reference.get(EN, action="query", titles=page_without_outlinks, prop="revisions",
                          rvprop="ids")["query"]["pages"][0]
     event = page_change(reference, EN, "enwiki", info["revisions"][0]["revid"])
+    since = len(event_receiver.events)
     response = predict(server, {"event": event})
     assert results(response) == []
-    (sent,) = sent_for(event_receiver, event)
+    (sent,) = sent_for(event_receiver, event, since)
     OUTPUT.validate(sent)
     classification = sent["predicted_classification"]
     assert (classification["predictions"], classification["probabilities"]) == ([], {})
@@ -173,20 +195,88 @@ def _refused_events(reference, farm, enwiki) -> list[tuple[dict[str, Any], str]]
 def test_events_without_an_article_to_predict_are_refused_and_post_nothing(
         server, reference, farm, enwiki, event_receiver):
     for event, message in _refused_events(reference, farm, enwiki):
+        since = len(event_receiver.events)
         response = predict(server, {"event": event})
         assert response.status_code == 400, (event, response.text)
         assert message in response.json()["error"], response.json()
-        assert sent_for(event_receiver, event) == []
+        assert sent_for(event_receiver, event, since) == []
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ({"event": {"$schema": "/mediawiki/revision/create/1.1.0"}}, "missing or has a bad field"),
+    ({"event": {"$schema": "/mediawiki/revision/create/1.1.0"}}, "'event.database' is required"),
     ({"event": "edit"}, "'event' must be a JSON object"),
     ({"event": {"$schema": "/mediawiki/page/change/2.0.0"}}, "Unsupported event schema"),
 ])
 def test_malformed_events_are_400(server, body, message):
     response = predict(server, body)
     assert response.status_code == 400 and message in response.json()["error"], response.text
+
+
+def test_features_str_beside_an_event_is_refused_and_posts_nothing(server, reference, enwiki, event_receiver):
+    """Topics of the client's choosing must never be posted as the page's (the transformer used to forward
+    an event with the Q-ids it fetched; the predictor believed any)."""
+    rev_id = first_revision(enwiki, enwiki["special"]["many_links_title"])
+    event = page_change(reference, EN, "enwiki", rev_id)
+    since = len(event_receiver.events)
+    response = predict(server, {"event": event, "features_str": "Q1 Q2"})
+    assert response.status_code == 400, response.text
+    assert "Give either 'event' or 'features_str', not both" in response.json()["error"]
+    assert sent_for(event_receiver, event, since) == []
+
+
+def _page(enwiki: dict, title: str) -> dict:
+    return next(page for page in enwiki["pages"] if page["title"] == title)
+
+
+def test_events_mediawiki_contradicts_are_400_naming_the_contradiction_and_post_nothing(
+        server, reference, enwiki, event_receiver):
+    title = enwiki["special"]["many_links_title"]
+    page, other = _page(enwiki, title), _page(enwiki, enwiki["special"]["redirect_target"])
+    rev_id = page["rev_ids"][0]
+    base = page_change(reference, EN, "enwiki", rev_id)
+    facts = reference.get(EN, action="query", revids=rev_id)["query"]["pages"][0]  # the reference's ids
+    assert (facts["pageid"], facts["title"]) == (page["page_id"], title)
+    other_title = other["title"].replace(" ", "_")
+    cases = [
+        ({**base["page"], "page_id": other["page_id"]},  # the page's title with another page's id
+         f"The event gives page title {title!r} with page id {other['page_id']}, but on {EN} that title is "
+         f"page id {page['page_id']}"),
+        ({**base["page"], "page_id": other["page_id"], "page_title": other_title},  # another page's revision
+         f"Revision {rev_id} on {EN} belongs to page id {page['page_id']} ({title!r}), not to the event's "
+         f"page id {other['page_id']}"),
+        ({**base["page"], "page_title": other_title},  # the page's id with another page's title
+         f"that title is page id {other['page_id']}; page id {page['page_id']} is {title!r}"),
+    ]
+    for claimed_page, message in cases:
+        event = page_change(reference, EN, "enwiki", rev_id, page=claimed_page)
+        since = len(event_receiver.events)
+        response = predict(server, {"event": event})
+        assert response.status_code == 400, response.text
+        assert message in response.json()["error"], response.json()["error"]
+        assert sent_for(event_receiver, event, since) == []
+
+
+def test_the_posted_event_states_mediawikis_facts_not_the_events_claims(
+        server, reference, enwiki, event_receiver):
+    """A page renamed since the event (same id, an old title that leads nowhere now) is scored under its
+    name today; a false redirect flag and a false performer are replaced by MediaWiki's."""
+    title = enwiki["special"]["many_links_title"]
+    rev_id = _page(enwiki, title)["rev_ids"][0]
+    base = page_change(reference, EN, "enwiki", rev_id)
+    assert reference.get(EN, action="query", titles=f"{title} (old name)")["query"]["pages"][0]["missing"]
+    event = page_change(reference, EN, "enwiki", rev_id,
+                        page={**base["page"], "page_title": f"{title}_(old_name)", "is_redirect": True},
+                        performer={"user_text": "Somebody else", "groups": ["*", "user", "sysop", "bot"],
+                                   "is_bot": True, "user_id": 1})
+    since = len(event_receiver.events)
+    response = predict(server, {"event": event})
+    assert response.status_code == 200, response.text
+    assert response.json()["prediction"]["article"] == f"https://{EN}/wiki/{quote(title.replace(' ', '_'))}"
+    (sent,) = sent_for(event_receiver, event, since)
+    OUTPUT.validate(sent)
+    assert sent["page"] == base["page"]  # MediaWiki's title and redirect flag
+    assert sent["performer"] == user_performer(reference, EN, base["performer"]["user_text"])
+    assert sent["meta"]["uri"] == f"https://{EN}/wiki/{quote(title.replace(' ', '_'))}"
 
 
 def test_other_fields_beside_an_event_are_refused(server, reference, enwiki):
@@ -219,19 +309,20 @@ def test_a_page_deleted_between_the_event_and_the_fetch_is_a_400(server, farm, r
               str(listing))
     assert reference.get(EN, action="query", titles=title)["query"]["pages"][0].get("missing")
 
+    since = len(event_receiver.events)
     response = predict(server, {"event": event})
     assert response.status_code == 400, response.text
     assert "was deleted after the event" in response.json()["error"]
-    assert sent_for(event_receiver, event) == []
+    assert sent_for(event_receiver, event, since) == []
 
 
 def test_an_eventgate_failure_is_logged_and_counted_and_the_answer_stands(
         server, outlink_servers, reference, enwiki, event_receiver):
-    predictor = outlink_servers["predictor"]  # the one that posts, alone or behind the transformer
+    poster = server  # the predictor alone; in the chain, the transformer (which checked the event)
     title = enwiki["special"]["redirect_target"]
     rev_id = first_revision(enwiki, title)
     event = page_change(reference, EN, "enwiki", rev_id)
-    failed_before = metric_total(predictor, "eventgate_events_failed_total", stream=EVENT_STREAM)
+    failed_before = metric_total(poster, "eventgate_events_failed_total", stream=EVENT_STREAM)
     event_receiver.status = 500
     try:
         response = predict(server, {"event": event})
@@ -239,5 +330,25 @@ def test_an_eventgate_failure_is_logged_and_counted_and_the_answer_stands(
         event_receiver.status = 201
     assert_same(results(response), expected_results(reference, reference.qids(
         EN, reference.revision_titles(EN, rev_id))))
-    assert metric_total(predictor, "eventgate_events_failed_total", stream=EVENT_STREAM) == failed_before + 1
-    assert "Could not send event to EventGate" in predictor.log_tail(400)
+    assert metric_total(poster, "eventgate_events_failed_total", stream=EVENT_STREAM) == failed_before + 1
+    assert "Could not send event to EventGate" in poster.log_tail(400)
+
+
+def test_behind_the_transformer_the_predictor_never_sees_the_event_or_mediawiki(
+        outlink_servers, reference, enwiki, event_receiver):
+    """In production the predictor cannot reach MediaWiki: the transformer checks the event and reads the
+    outlinks, and posts the one event itself; the predictor only scores."""
+    transformer, predictor = outlink_servers["transformer"], outlink_servers["predictor"]
+    rev_id = first_revision(enwiki, enwiki["special"]["many_links_title"])
+    event = page_change(reference, EN, "enwiki", rev_id)
+    calls_before = metric_total(predictor, "mediawiki_request_duration_seconds_count")
+    transformer_calls = metric_total(transformer, "mediawiki_request_duration_seconds_count")
+    sent_before = metric_total(predictor, "eventgate_events_sent_total", stream=EVENT_STREAM)
+    since = len(event_receiver.events)
+    response = predict(transformer, {"event": event})
+    assert response.status_code == 200, response.text
+    (sent,) = sent_for(event_receiver, event, since)
+    assert metric_total(transformer, "mediawiki_request_duration_seconds_count") > transformer_calls
+    assert metric_total(predictor, "mediawiki_request_duration_seconds_count") == calls_before
+    assert metric_total(predictor, "eventgate_events_sent_total", stream=EVENT_STREAM) == sent_before
+    assert metric_total(transformer, "eventgate_events_sent_total", stream=EVENT_STREAM) >= 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import struct
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -156,8 +158,68 @@ def test_an_event_over_grpc_posts_its_event(stub, reference, enwiki, event_recei
     title = enwiki["special"]["redirect_target"]
     rev_id = next(page for page in enwiki["pages"] if page["title"] == title)["rev_ids"][-1]
     event = page_change(reference, EN, "enwiki", rev_id)
+    since = len(event_receiver.events)
     answer = grpc_answer(v2_grpc(stub, json.dumps({"event": event}).encode()))
     expected = expected_results(reference, reference.qids(EN, reference.revision_titles(EN, rev_id)))
     assert_same([(r["topic"], r["score"]) for r in answer["prediction"]["results"]], expected)
-    (sent,) = sent_for(event_receiver, event)
+    (sent,) = sent_for(event_receiver, event, since)
     assert sent["predicted_classification"]["predictions"] == [topic for topic, _ in expected]
+
+
+# Hostile V2 requests (issue 18): each a 400 / INVALID_ARGUMENT naming the problem, nothing repeated whole.
+
+@pytest.mark.parametrize("element", [-1, 10**12, 0, 3.5, True, {"lang": "en"}])
+def test_a_bytes_element_that_is_not_a_string_is_400(predictor, element):
+    """A number as a BYTES element was turned into that many bytes (-1: a 500; 10**12: a terabyte)."""
+    started = time.monotonic()
+    response = v2_rest(predictor, "", data=[element])
+    assert response.status_code == 400, response.text
+    assert "Input 'request'" in response.json()["error"] and "Traceback" not in response.text
+    assert time.monotonic() - started < 10
+
+
+def test_truncated_raw_input_contents_is_invalid_argument(stub):
+    """The element's length prefix says 1000 bytes; 10 follow."""
+    tensor = pb.ModelInferRequest.InferInputTensor(name="request", datatype="BYTES", shape=[1])
+    request = pb.ModelInferRequest(model_name=MODEL_NAME, id="grpc-1", inputs=[tensor])
+    request.raw_input_contents.append(struct.pack("<I", 1000) + b'{"lang": "')
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request, timeout=TIMEOUT_S)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
+    assert "truncated" in raised.value.details()
+
+
+def test_a_50_kb_v2_id_is_refused_not_echoed(predictor, stub, enwiki):
+    body = json.dumps({"lang": "en", "page_title": enwiki["special"]["redirect_target"]})
+    long_id = "i" * 50_000
+    response = requests.post(f"{predictor.url}/v2/models/{MODEL_NAME}/infer", timeout=TIMEOUT_S, json={
+        "id": long_id, "inputs": [{"name": "request", "shape": [1], "datatype": "BYTES", "data": [body]}]})
+    assert response.status_code == 400, response.text[:300]
+    assert len(response.text) < 1000 and "'id' has 50000 characters; at most 128" in response.json()["error"]
+    tensor = pb.ModelInferRequest.InferInputTensor(name="request", datatype="BYTES", shape=[1])
+    request = pb.ModelInferRequest(model_name=MODEL_NAME, id=long_id, inputs=[tensor])
+    request.inputs[0].contents.bytes_contents.append(body.encode())
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request, timeout=TIMEOUT_S)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and len(raised.value.details()) < 1000
+
+
+def test_a_5_kb_model_name_is_not_repeated_over_grpc(stub):
+    error = grpc_error(stub, b"{}", model="m" * 5000)
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert "does not exist" in error.details() and len(error.details()) < 1000
+
+
+def test_a_grpc_request_id_that_is_not_an_id_is_replaced_in_the_log(predictor, stub):
+    long_id = "g" * 5000
+    tensor = pb.ModelInferRequest.InferInputTensor(name="request", datatype="BYTES", shape=[1])
+    request = pb.ModelInferRequest(model_name=MODEL_NAME, id="grpc-1", inputs=[tensor])
+    request.inputs[0].contents.bytes_contents.append(b'{"lang": "en", "page_id": "one"}')
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request, timeout=TIMEOUT_S, metadata=(("x-request-id", long_id),))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    time.sleep(0.3)  # let the server write its log line
+    log = predictor.log_path.read_text(errors="replace")
+    assert long_id[:200] not in log
+    refused = [json.loads(line) for line in log.splitlines() if '"Request refused"' in line]
+    assert refused and str(uuid.UUID(refused[-1]["request_id"])) == refused[-1]["request_id"]

@@ -162,9 +162,24 @@ def test_unknown_api_errors_are_502_and_not_retried(farm, faults):
 
 def test_refused_connections_fail_fast_with_503():
     started = time.monotonic()
-    with pytest.raises(MediaWikiUnavailable, match="unreachable"):
-        call(f"http://127.0.0.1:{free_port()}", action="query", meta="siteinfo")
+    port = free_port()
+    with pytest.raises(MediaWikiUnavailable, match="unreachable") as raised:
+        call(f"http://127.0.0.1:{port}", action="query", meta="siteinfo")
     assert time.monotonic() - started < 2
+    # The client is told the wiki, never the internal endpoint (nor the connection error naming it).
+    assert "127.0.0.1" not in raised.value.message and str(port) not in raised.value.message
+    assert "/w/api.php" not in raised.value.message and "MediaWiki API of " in raised.value.message
+
+
+def test_error_messages_name_the_wiki_not_the_endpoint(farm, faults):
+    for fault, options in (("status", {"status": 404}), ("invalid_json", {}), ("truncated", {})):
+        faults.clear()
+        faults.inject(fault, times=-1, **options)
+        with pytest.raises(MediaWikiError) as raised:
+            call(faults.url, action="query", meta="siteinfo")
+        message = raised.value.message
+        assert faults.url.split("://")[1] not in message and "http://" not in message
+        assert "MediaWiki API of " in raised.value.message, raised.value.message
 
 
 def test_continuation_dropped_mid_way_is_an_error(farm, faults):

@@ -4,10 +4,14 @@ import json
 import signal
 import threading
 import time
+import uuid
 
 import pytest
 import requests
+from kserve.errors import ModelNotFound
 from testkit.servers import start_server
+
+from wikiserve import server
 
 HTTP_TIMEOUT_S = 30
 
@@ -125,3 +129,23 @@ def test_a_stop_signal_drains_in_flight_requests_and_exits_zero(sig):
         assert "draining" in server.log_path.read_text()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("value", ["b3a1f5c2-7d0e-4c89-9c1a-0f6e2d9b8a71", "80f198ee56343ba864fe8b2a57d3eff7",
+                                   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "x" * 128])
+def test_request_ids_that_look_like_ids_are_kept(value):
+    assert server.request_id_from(value) == value == server.request_id_from(value.encode())
+
+
+@pytest.mark.parametrize("value", [None, "", "x" * 129, "a b", "<script>", "id\n", "é", "a,b"])
+def test_other_request_ids_are_replaced_by_a_uuid(value):
+    replaced = server.request_id_from(value)
+    assert replaced != value and str(uuid.UUID(replaced)) == replaced
+
+
+def test_messages_are_bounded_and_model_names_shortened():
+    assert len(server.bounded("x" * 5000)) == server.MAX_MESSAGE_CHARS
+    assert server.bounded("short") == "short"
+    message = server.kserve_message(ModelNotFound("m" * 5000))
+    assert message.startswith("Model with name mmm") and message.endswith("does not exist.")
+    assert len(message) < 200

@@ -108,3 +108,20 @@ def test_rev_ids_are_an_array_of_at_most_n_revision_ids():
     ]:
         with pytest.raises(InvalidRequest, match=message):
             require_rev_ids(body, 2)
+
+
+def test_a_body_nested_too_deeply_for_the_decoder_is_a_400():
+    """json.loads (KServe hands over non-JSON content types undecoded) recurses once per level."""
+    deep = b"[" * 20_000 + b"]" * 20_000
+    with pytest.raises(RecursionError):
+        __import__("json").loads(deep)  # the reference: Python's decoder gives up
+    with pytest.raises(InvalidRequest, match="nested too deeply"):
+        parse_body(deep)
+
+
+def test_unknown_field_names_are_shortened_in_the_message():
+    body = {"a" * 100_000: 1, **{f"extra{i}": i for i in range(7)}}
+    with pytest.raises(InvalidRequest, match="Unknown field") as refused:
+        reject_unknown_fields(body, ["rev_id"])
+    assert len(refused.value.message) < 400
+    assert "(100000 characters)" in refused.value.message and "and 3 more" in refused.value.message
