@@ -17,13 +17,8 @@ from urllib.parse import quote
 from outlink_server.request import OutlinkRequest
 from outlink_server.settings import OutlinkSettings
 from wikiserve.errors import InvalidRequest, MediaWikiError
-from wikiserve.events import (
-    VerifiedRevision,
-    check_event_claims,
-    check_title_claim,
-    performer_from_user_info,
-    same_title,
-)
+from wikiserve.event_claims import verify_revision
+from wikiserve.events import VerifiedRevision
 from wikiserve.mediawiki import MediaWikiClient
 
 TITLES_PER_CALL = 50  # the Action API's limit of titles per query for anonymous clients
@@ -44,52 +39,8 @@ async def fetch_outlinks(client: MediaWikiClient, request: OutlinkRequest,
 
 async def verify_event(client: MediaWikiClient, request: OutlinkRequest, dbname: str) -> VerifiedRevision:
     """What MediaWiki reports about the event's revision, after refusing (400) an event it contradicts."""
-    assert request.event is not None and request.revision_id is not None
-    claimed = request.event.revision
-    doc = await client.get(action="query", revids=request.revision_id, prop="info|revisions",
-                           rvprop="ids|timestamp|user|userid")
-    pages = doc.get("query", {}).get("pages") or []
-    revisions = pages[0].get("revisions") if pages else None
-    if doc.get("query", {}).get("badrevids") or not revisions:
-        raise InvalidRequest(f"Revision {request.revision_id} of page {request.page_title!r} does not exist "
-                             f"on {request.domain} (any more): the page was deleted after the event, or the "
-                             "event names a revision that never existed.")
-    page, revision = pages[0], revisions[0]
-    user_text = None if revision.get("userhidden") else revision.get("user")
-    user_id = revision.get("userid") or 0
-    title_page, user_doc = await asyncio.gather(
-        _title_page_id(client, claimed.page_title, page["title"]),
-        _user_doc(client, user_text, user_id))
-    verified = VerifiedRevision(
-        database=dbname, domain=request.domain, rev_id=revision["revid"],
-        rev_parent_id=revision.get("parentid") or None, rev_timestamp=revision["timestamp"],
-        page_id=page["pageid"], page_title=page["title"], page_namespace=page["ns"],
-        page_is_redirect=bool(page.get("redirect")),
-        performer=performer_from_user_info(user_text, user_id, user_doc))
-    check_event_claims(claimed, verified)
-    check_title_claim(claimed, verified, title_page)
-    return verified
-
-
-async def _title_page_id(client: MediaWikiClient, claimed: str, current: str) -> int | None:
-    """The page the event's title leads to today (redirects followed), when it is not the page's title."""
-    if same_title(claimed, current):
-        return None
-    doc = await client.get(action="query", titles=claimed, redirects=1)
-    pages = doc.get("query", {}).get("pages") or []
-    if not pages or pages[0].get("missing") or pages[0].get("invalid"):
-        return None
-    return pages[0].get("pageid")
-
-
-async def _user_doc(client: MediaWikiClient, user_text: str | None, user_id: int) -> dict | None:
-    """The user's list=users entry (groups, edit count, registration); anonymous editors have none."""
-    if not user_text or not user_id:
-        return None
-    doc = await client.get(action="query", list="users", ususers=user_text,
-                           usprop="groups|editcount|registration")
-    users = doc.get("query", {}).get("users") or []
-    return users[0] if users else None
+    assert request.event is not None
+    return await verify_revision(client, request.event.revision, dbname, request.domain)
 
 
 def _page_param(request: OutlinkRequest) -> dict[str, str | int]:

@@ -250,7 +250,7 @@ def _db_key(title: str) -> str:
     return title.replace(" ", "_")
 
 
-def revision_score_event(verified: VerifiedRevision | RevisionEvent, stream: str,
+def revision_score_event(verified: VerifiedRevision, stream: str,
                          scores: dict[str, dict[str, Any]], now: datetime | None = None) -> dict[str, Any]:
     """A `mediawiki/revision/score` 2.0.0 event, built only from `verified` and the computed `scores`.
 
@@ -258,11 +258,8 @@ def revision_score_event(verified: VerifiedRevision | RevisionEvent, stream: str
     `{"model_name", "model_version", "prediction": [str], "probability": {str: number}}`. meta.request_id is
     left out: the client's request id is not MediaWiki's, and the event's own meta.id identifies it.
     """
-    if isinstance(verified, RevisionEvent):
-        verified = _unverified(verified)
     meta = _output_meta(stream, now)
-    if verified.domain:
-        meta.update(domain=verified.domain, uri=page_uri(verified.domain, verified.page_title))
+    meta.update(domain=verified.domain, uri=page_uri(verified.domain, verified.page_title))
     event: dict[str, Any] = {
         "$schema": REVISION_SCORE_SCHEMA,
         "meta": meta,
@@ -280,16 +277,6 @@ def revision_score_event(verified: VerifiedRevision | RevisionEvent, stream: str
     if verified.performer:
         event["performer"] = dict(verified.performer)
     return event
-
-
-def _unverified(event: RevisionEvent) -> VerifiedRevision:
-    """TEMPORARY, until the revscoring model passes a VerifiedRevision: the event's revision fields, without
-    its performer, domain, URI or request id (nothing the revision fetch could not confirm is repeated)."""
-    return VerifiedRevision(
-        database=event.database, domain="", rev_id=event.rev_id, rev_parent_id=event.rev_parent_id,
-        rev_timestamp=event.rev_timestamp, page_id=event.page_id, page_title=event.page_title,
-        page_namespace=event.page_namespace or 0, page_is_redirect=event.page_is_redirect, performer=None,
-    )
 
 
 @dataclass(frozen=True)

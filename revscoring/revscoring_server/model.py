@@ -18,7 +18,8 @@ from revscoring_server.scoring import ModelLoadError, check_output_shape, load_m
 from revscoring_server.services import Service, find_service
 from wikiserve.config import ServerSettings
 from wikiserve.errors import InvalidRequest, ServingError
-from wikiserve.events import EventGateClient, RevisionEvent, parse_event, revision_score_event
+from wikiserve.event_claims import verify_revision
+from wikiserve.events import EventGateClient, VerifiedRevision, parse_event, revision_score_event
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.validation import (
     MAX_REVISIONS,
@@ -43,7 +44,7 @@ class Prepared:
     rev_ids: list[int]
     extended_output: bool
     batch: bool = False  # `rev_ids`: ORES's document with an error entry per unscorable revision
-    event: RevisionEvent | None = None
+    verified: VerifiedRevision | None = None  # an event's revision, as MediaWiki reports it
 
 
 class RevscoringModel(kserve.Model):
@@ -92,7 +93,9 @@ class RevscoringModel(kserve.Model):
                 f"The event is for wiki {event.database[:64]!r}, but this model ({self.name}) "
                 f"scores {self.service.dbname!r}."
             )
-        return Prepared([event.rev_id], extended_output, event=event)
+        # An event is a claim: MediaWiki is asked before anything is scored or posted (400 if it disagrees).
+        verified = await verify_revision(self.client, event, self.service.dbname, self.service.domain)
+        return Prepared([event.rev_id], extended_output, verified=verified)
 
     async def predict(self, prepared: Prepared, headers: dict[str, str] | None = None) -> dict[str, Any]:
         assert self.scorer is not None, "predict before load"
@@ -104,18 +107,19 @@ class RevscoringModel(kserve.Model):
         outcome = (await self.scorer.score([rev_id], [name], prepared.extended_output))[rev_id][name]
         if isinstance(outcome, ServingError):
             raise outcome.with_traceback(None)  # one revision: its error is the request's (400 missing, ...)
-        if prepared.event is not None:
-            await self._send_score_event(prepared.event, outcome["score"])
+        if prepared.verified is not None:
+            await self._send_score_event(prepared.verified, outcome["score"])
         return build_response(self.service.dbname, name, self.version, rev_id, outcome)
 
-    async def _send_score_event(self, source: RevisionEvent, score: dict[str, Any]) -> None:
-        """Posts the revision-score event; EventGateClient logs and swallows failures."""
+    async def _send_score_event(self, verified: VerifiedRevision, score: dict[str, Any]) -> None:
+        """Posts the revision-score event, stating only MediaWiki's facts and the score; EventGateClient logs
+        and swallows failures."""
         if not self.settings.eventgate.url:
             return
         if self._events is None:
             self._events = EventGateClient(self.settings.eventgate, self.pool.http_session())
         scores = event_scores(self.model_type.name, self.version, score)
-        await self._events.send(revision_score_event(source, self.settings.eventgate.stream, scores))
+        await self._events.send(revision_score_event(verified, self.settings.eventgate.stream, scores))
 
 
 def build_model(

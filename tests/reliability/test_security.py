@@ -63,13 +63,17 @@ def test_outlink_hosts_come_only_from_the_allowlist(servers, farm, proxy):
 
 
 def test_revscoring_ignores_hosts_named_in_event_input(servers, farm, proxy, eventgate):
-    """An event may carry any meta.domain / meta.uri: the server still asks only its own wiki."""
+    """An event may carry any meta.uri: the server still asks only its own wiki. An event naming another
+    wiki's domain or database is refused, having asked nothing of that host."""
     enwiki = farm.manifest["enwiki"]
-    event = revision_create_event(enwiki, enwiki["special"]["good_rev_id"], domain="evil.example",
-                                  uri="https://evil.example/wiki/Foo")
+    event = revision_create_event(enwiki, enwiki["special"]["good_rev_id"], uri="https://evil.example/wiki/Foo")
     response = servers["revscoring"].predict(REVSCORING_ISVC, {"event": event})
     assert response.status_code == 200, response.text
     assert set(proxy.hosts) == {"en.wikipedia.org"} and set(proxy.paths) == {"/w/api.php"}
+    elsewhere = revision_create_event(enwiki, enwiki["special"]["good_rev_id"], domain="evil.example")
+    refused = servers["revscoring"].predict(REVSCORING_ISVC, {"event": elsewhere})
+    assert refused.status_code == 400 and "meta.domain" in refused.json()["error"], refused.text
+    assert set(proxy.hosts) == {"en.wikipedia.org"}
     other = revision_create_event(enwiki, enwiki["special"]["good_rev_id"])
     other["database"] = "evilwiki"
     refused = servers["revscoring"].predict(REVSCORING_ISVC, {"event": other})

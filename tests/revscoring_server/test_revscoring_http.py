@@ -143,10 +143,110 @@ def test_event_input_scores_and_emits_a_valid_revision_score_event(
     assert damaging["model_version"] == response.json()[dbname]["models"]["damaging"]["version"]
 
 
+def mediawiki_facts(farm: Any, dbname: str, rev_id: int) -> dict[str, Any]:
+    """The revision as MediaWiki reports it, asked with a plain HTTP client (the reference for what a score
+    event may state): its page, redirect flag, parent, time, editor and the editor's groups."""
+    host = manifest_wiki(farm, dbname)["host"]
+
+    def get(**params: Any) -> dict[str, Any]:
+        params |= {"action": "query", "format": "json", "formatversion": 2}
+        answer = requests.get(f"{farm.url}/w/api.php", params=params, headers={"Host": host}, timeout=30)
+        return answer.json()["query"]
+
+    page = get(revids=rev_id, prop="info|revisions", rvprop="ids|timestamp|user|userid")["pages"][0]
+    revision = page["revisions"][0]
+    user = get(list="users", ususers=revision["user"], usprop="groups|editcount")["users"][0]
+    return {"page": page, "revision": revision, "user": user}
+
+
+def test_the_score_event_states_mediawikis_facts_never_the_events_claims(
+    revscoring_all, farm, event_receiver
+):
+    dbname, rev_id = "enwiki", a_revision(farm, "enwiki")
+    event = revision_create_event(farm, dbname, rev_id, 2)
+    # Claims MediaWiki does not back: none of them may reach the output event.
+    event["meta"].update(uri="https://evil.example/wiki/X", request_id="forged-request")
+    event["performer"] = {"user_text": "Forged", "user_groups": ["sysop", "bot"], "user_is_bot": True}
+    event.update(page_is_redirect=True, rev_timestamp="2001-01-01T00:00:00Z", rev_parent_id=1)
+    event_receiver.events.clear()
+    response = revscoring_all.predict("enwiki-damaging", {"event": event})
+    assert response.status_code == 200, response.text
+    emitted = event_receiver.wait_for(rev_id)
+    score_schema_validator().validate(emitted)
+    facts = mediawiki_facts(farm, dbname, rev_id)
+    page, revision, user = facts["page"], facts["revision"], facts["user"]
+    assert (emitted["page_id"], emitted["page_title"], emitted["page_namespace"]) == (
+        page["pageid"],
+        page["title"].replace(" ", "_"),
+        page["ns"],
+    )
+    assert emitted["page_is_redirect"] is bool(page.get("redirect")) is False
+    assert emitted["rev_timestamp"] == revision["timestamp"]
+    assert emitted.get("rev_parent_id") == (revision["parentid"] or None)
+    assert emitted["performer"]["user_text"] == revision["user"] == user["name"]
+    assert emitted["performer"]["user_groups"] == user["groups"]
+    assert emitted["performer"]["user_is_bot"] is ("bot" in user["groups"])
+    assert emitted["performer"]["user_edit_count"] == user["editcount"]
+    assert emitted["meta"]["domain"] == "en.wikipedia.org"
+    assert emitted["meta"]["uri"].startswith("https://en.wikipedia.org/wiki/")
+    assert "request_id" not in emitted["meta"]
+
+
+def _other_page(farm: Any, page_id: int) -> dict[str, Any]:
+    return next(page for page in manifest_wiki(farm, "enwiki")["pages"] if page["page_id"] != page_id)
+
+
+CONTRADICTIONS = {
+    "another page's id": (
+        lambda farm, e: e.update(page_id=_other_page(farm, e["page_id"])["page_id"]),
+        "belongs to",
+    ),
+    "a title given with another page's id": (
+        lambda farm, e: e.update(page_title=_other_page(farm, e["page_id"])["title"].replace(" ", "_")),
+        "that title is page id",
+    ),
+    "another wiki's domain": (lambda farm, e: e["meta"].update(domain="de.wikipedia.org"), "meta.domain"),
+    "another namespace": (lambda farm, e: e.update(page_namespace=4), "namespace"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONTRADICTIONS))
+def test_an_event_mediawiki_contradicts_is_a_400_naming_it_and_nothing_is_posted(
+    revscoring_all, farm, event_receiver, case
+):
+    change, fragment = CONTRADICTIONS[case]
+    rev_id = a_revision(farm, "enwiki", "newcomer_rev_id")
+    event = revision_create_event(farm, "enwiki", rev_id, 2)
+    change(farm, event)
+    event_receiver.events.clear()
+    response = revscoring_all.predict("enwiki-goodfaith", {"event": event})
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"], response.json()
+    time.sleep(0.5)
+    assert [e for e in event_receiver.events if e.get("rev_id") == rev_id] == []
+
+
+def test_a_page_renamed_since_the_event_is_not_a_contradiction(revscoring_all, farm, event_receiver):
+    rev_id = a_revision(farm, "enwiki", "newcomer_rev_id")
+    event = revision_create_event(farm, "enwiki", rev_id, 2)
+    event["page_title"] = "A_title_this_page_had_before_a_move"  # no such page today: a rename
+    event_receiver.events.clear()
+    response = revscoring_all.predict("enwiki-goodfaith", {"event": event})
+    assert response.status_code == 200, response.text
+    emitted = event_receiver.wait_for(rev_id)
+    assert emitted["page_title"] == mediawiki_facts(farm, "enwiki", rev_id)["page"]["title"].replace(" ", "_")
+
+
 @pytest.mark.parametrize(
     "isvc",
-    ["enwiki-articlequality", "enwiki-draftquality", "enwiki-articletopic", "enwiki-drafttopic",
-     "wikidatawiki-itemquality", "wikidatawiki-itemtopic"],
+    [
+        "enwiki-articlequality",
+        "enwiki-draftquality",
+        "enwiki-articletopic",
+        "enwiki-drafttopic",
+        "wikidatawiki-itemquality",
+        "wikidatawiki-itemtopic",
+    ],
 )
 def test_multiclass_and_multilabel_score_events_are_valid_and_match_the_answer(
     revscoring_all, farm, event_receiver, isvc
