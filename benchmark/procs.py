@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -82,7 +84,9 @@ def start_child(
     """`python -m <module_args>` with `env` added; with `cpus`, it and its children run there only."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    full_env = {**os.environ, **env}
+    # This checkout's source folders first: the venv's .pth may name another checkout's (a worktree).
+    sources = os.pathsep.join(str(REPO / part) for part in ("python", "revscoring", "outlink-topic-model"))
+    full_env = {**os.environ, "PYTHONPATH": sources, **env}
 
     def restrict() -> None:  # runs in the child before exec; children inherit the affinity
         if cpus is not None:

@@ -20,10 +20,10 @@ class OutlinkSettings:
     tests lower it to exercise continuation on small pages."""
 
     model_path: Path = DEFAULT_MODEL_PATH
-    links_per_call: str = "max"
+    links_per_call: str = config.default("OUTLINK_LINKS_PER_CALL")
     max_outlinks: int = MAX_OUTLINKS
-    predictor_timeout_s: float = config.SETTINGS_BY_NAME["PREDICTOR_TIMEOUT_S"].default
-    model_version: str | None = None  # the predicted_classification's model_version in events
+    predictor_timeout_s: float = config.default("PREDICTOR_TIMEOUT_S")
+    model_version: str | None = config.default("MODEL_VERSION")  # predicted_classification's model_version
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OutlinkSettings:

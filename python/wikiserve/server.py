@@ -11,7 +11,6 @@ rules: the same size limit, errors as gRPC status codes carrying the same messag
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import signal
@@ -28,10 +27,10 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from kserve.protocol.grpc.servicer import InferenceServicer
-from kserve.protocol.rest.server import UvicornServer
 
 from wikiserve.config import ServerSettings
 from wikiserve.errors import PayloadTooLarge, ServingError
+from wikiserve.kserve_adapter import KServeRest, grpc_servicer, loaded_models
 from wikiserve.logs import REQUEST_ID, configure_logging
 from wikiserve.validation import shortened
 
@@ -163,14 +162,47 @@ async def _send_json(send: Callable, status: int, body: dict, request_id: str) -
     await response({"type": "http"}, None, send)
 
 
-async def _serving_error(_: Request, error: ServingError) -> ORJSONResponse:
-    message = bounded(error.message)
-    _log_failure(error.status, message)
-    return ORJSONResponse({"error": message}, status_code=error.status)
+# THE status table: the HTTP status of each kind of error, for REST and (through GRPC_CODES) gRPC alike.
+# ServingError carries its own status; KServe's errors are mapped here. Anything else is a 500.
+KSERVE_ERROR_STATUSES: tuple[tuple[type[Exception], int], ...] = (
+    (InvalidInput, 400),
+    (ModelNotFound, 404),
+    (ModelNotReady, 503),
+)
+# The gRPC code with the meaning of an HTTP status (as grpc-gateway maps them).
+GRPC_CODES: dict[int, grpc.StatusCode] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
 
 
-async def _kserve_error(status: int, _: Request, error: Exception) -> ORJSONResponse:
-    message = kserve_message(error)
+def error_status(error: Exception) -> tuple[int, str] | None:
+    """(HTTP status, message for the client) of an error the table knows; None for an unexpected one."""
+    if isinstance(error, ServingError):
+        return error.status, bounded(error.message)
+    for kind, status in KSERVE_ERROR_STATUSES:
+        if isinstance(error, kind):
+            return status, kserve_message(error)
+    return None
+
+
+def grpc_status(http_status: int) -> grpc.StatusCode:
+    """The gRPC code for an HTTP status: the table's, else INVALID_ARGUMENT (4xx) or INTERNAL (5xx)."""
+    default = grpc.StatusCode.INVALID_ARGUMENT if http_status < 500 else grpc.StatusCode.INTERNAL
+    return GRPC_CODES.get(http_status, default)
+
+
+def _internal_error_message(error: Exception) -> str:
+    return f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."
+
+
+async def _known_error(_: Request, error: Exception) -> ORJSONResponse:
+    status, message = error_status(error) or (500, _internal_error_message(error))
     _log_failure(status, message)
     return ORJSONResponse({"error": message}, status_code=status)
 
@@ -188,9 +220,7 @@ def _log_failure(status: int, message: str) -> None:
 
 async def _unexpected_error(_: Request, error: Exception) -> ORJSONResponse:
     logger.exception("Unexpected error while serving a request")
-    return ORJSONResponse(
-        {"error": f"Internal error ({type(error).__name__}); request id {REQUEST_ID.get()}."}, status_code=500
-    )
+    return ORJSONResponse({"error": _internal_error_message(error)}, status_code=500)
 
 
 async def _malformed_v2_request(_: Request, error: RequestValidationError) -> ORJSONResponse:
@@ -207,11 +237,9 @@ def _location(problem: dict[str, Any]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServingError, _serving_error)
+    for kind in (ServingError, *(kind for kind, _ in KSERVE_ERROR_STATUSES)):
+        app.add_exception_handler(kind, _known_error)
     app.add_exception_handler(RequestValidationError, _malformed_v2_request)
-    app.add_exception_handler(InvalidInput, functools.partial(_kserve_error, 400))
-    app.add_exception_handler(ModelNotFound, functools.partial(_kserve_error, 404))
-    app.add_exception_handler(ModelNotReady, functools.partial(_kserve_error, 503))
     app.add_exception_handler(Exception, _unexpected_error)
 
 
@@ -221,15 +249,6 @@ def remove_model_repository_routes(app: FastAPI) -> None:
     app.router.routes[:] = [
         route for route in app.router.routes if not getattr(route, "path", "").startswith("/v2/repository/")
     ]
-
-
-def grpc_status(http_status: int) -> grpc.StatusCode:
-    """The gRPC code with the meaning of an HTTP status (as grpc-gateway maps them)."""
-    return {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
-            413: grpc.StatusCode.RESOURCE_EXHAUSTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-            502: grpc.StatusCode.UNAVAILABLE, 503: grpc.StatusCode.UNAVAILABLE,
-            504: grpc.StatusCode.DEADLINE_EXCEEDED}.get(
-        http_status, grpc.StatusCode.INVALID_ARGUMENT if http_status < 500 else grpc.StatusCode.INTERNAL)
 
 
 class GuardedInferenceServicer(InferenceServicer):
@@ -245,18 +264,11 @@ class GuardedInferenceServicer(InferenceServicer):
         try:
             try:
                 return await super().ModelInfer(request, context)
-            except ServingError as error:
-                status, message = error.status, bounded(error.message)
-            except InvalidInput as error:
-                status, message = 400, kserve_message(error)
-            except ModelNotFound as error:
-                status, message = 404, kserve_message(error)
-            except ModelNotReady as error:
-                status, message = 503, kserve_message(error)
-            except Exception as error:  # noqa: BLE001 - logged with its traceback; no traceback to the client
-                logger.exception("Unexpected error while serving a gRPC request")
-                name, request_id = type(error).__name__, REQUEST_ID.get()
-                status, message = 500, f"Internal error ({name}); request id {request_id}."
+            except Exception as error:  # noqa: BLE001 - mapped by the status table; no traceback to the client
+                known = error_status(error)
+                if known is None:
+                    logger.exception("Unexpected error while serving a gRPC request")
+                status, message = known or (500, _internal_error_message(error))
             _log_failure(status, message)  # while the request id is set: the log line carries it
         finally:
             REQUEST_ID.reset(token)
@@ -283,6 +295,7 @@ class WikiModelServer(kserve.ModelServer):
         configure_logging(settings.json_logs, settings.log_level)  # after KServe's own logging set-up
         self.settings = settings
         self.guard: RequestGuard | None = None
+        self._rest: KServeRest | None = None
         self._grpc: grpc.aio.Server | None = None
 
     def start(  # type: ignore[override]
@@ -301,22 +314,12 @@ class WikiModelServer(kserve.ModelServer):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
-        self._rest_server = UvicornServer(
-            self.http_port,
-            [],
-            self.dataplane,
-            self.model_repository_extension,
-            enable_docs_url=False,
-            log_config=None,
-        )
-        app: FastAPI = self._rest_server.cfg.app
-        install_error_handlers(app)
-        remove_model_repository_routes(app)
+        self._rest = KServeRest(self, self.http_port)
+        install_error_handlers(self._rest.app)
+        remove_model_repository_routes(self._rest.app)
         for router in routers:  # APIs served beside KServe's (e.g. ORES's /v3/scores/)
-            app.include_router(router)
-        self.guard = RequestGuard(app, self.settings.max_body_bytes)
-        self._rest_server.cfg.app = self.guard
-        self._rest_server.cfg.timeout_keep_alive = 30
+            self._rest.app.include_router(router)
+        self.guard = self._rest.wrap(lambda app: RequestGuard(app, self.settings.max_body_bytes))
         if self.settings.grpc_port:
             try:
                 self._grpc = await self._start_grpc(self.settings.grpc_port)
@@ -324,9 +327,9 @@ class WikiModelServer(kserve.ModelServer):
                 logger.error("Cannot start: %s", error)
                 raise SystemExit(1) from None
         logger.info("Serving", extra={"port": self.http_port, "grpc_port": self.settings.grpc_port,
-                                      "models": sorted(self.registered_models.get_models())})
-        await self._rest_server.run()
-        for model in self.registered_models.get_models().values():
+                                      "models": sorted(loaded_models(self))})
+        await self._rest.run()
+        for model in loaded_models(self).values():
             stop = getattr(model, "stop_async", None)
             if stop is not None:
                 await stop()
@@ -338,7 +341,7 @@ class WikiModelServer(kserve.ModelServer):
         limit = self.settings.max_body_bytes
         server = grpc.aio.server(options=[("grpc.max_receive_message_length", limit),
                                           ("grpc.max_send_message_length", 8 * 1024 * 1024)])
-        servicer = GuardedInferenceServicer(self.dataplane, self.model_repository_extension)
+        servicer = grpc_servicer(self, GuardedInferenceServicer)
         add_GRPCInferenceServiceServicer_to_server(servicer, server)
         try:
             bound = server.add_insecure_port(f"[::]:{port}")
@@ -367,10 +370,10 @@ class WikiModelServer(kserve.ModelServer):
                 "Grace period over with requests still in flight", extra={"in_flight": self.guard.in_flight}
             )
             # uvicorn would otherwise wait for them without limit; the grace period is the limit.
-            self._rest_server.server.force_exit = True
+            self._rest.abandon_in_flight()
         if grpc_stopped is not None:
             await grpc_stopped
-        await self._rest_server.stop()
+        await self._rest.stop()
 
 
 def serve(

@@ -34,15 +34,15 @@ from typing import Any, TypeVar
 
 from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.scoring import RevisionJob
-from wikiserve.config import REVSCORING, SETTINGS_BY_NAME, read_settings
+from wikiserve.config import REVSCORING, default, read_settings
 from wikiserve.errors import ServingError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_HEAVY_BYTES: int = SETTINGS_BY_NAME["HEAVY_REVISION_BYTES"].default
-DEFAULT_NICE: int = SETTINGS_BY_NAME["EXTRACTION_NICE"].default
-DEFAULT_HEAVY_NICE: int = SETTINGS_BY_NAME["HEAVY_EXTRACTION_NICE"].default
+DEFAULT_HEAVY_BYTES: int = default("HEAVY_REVISION_BYTES")
+DEFAULT_NICE: int = default("EXTRACTION_NICE")
+DEFAULT_HEAVY_NICE: int = default("HEAVY_EXTRACTION_NICE")
 # Wikitext (revision + parent) up to which a job of the only request being served runs in the server process:
 # about 10 ms of extraction at most, so the event loop stays responsive (health checks, new requests).
 INLINE_BYTES = 20_000

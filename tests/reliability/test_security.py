@@ -153,8 +153,13 @@ def test_production_images_run_as_an_unprivileged_user():
     config = yaml.safe_load((REPO_ROOT / "blubber.yaml").read_text())
     assert config.get("runs", {}).get("insecurely") is False
     assert config.get("runs", {}).get("uid", 900) != 0
-    production = {name: variant for name, variant in config["variants"].items() if name != "test"}
+    # The images: not the test variant, nor the build stages only other variants copy from.
+    copied = {copy["from"] for variant in config["variants"].values() for copy in variant.get("copies", [])
+              if isinstance(copy, dict) and "from" in copy}
+    production = {name: variant for name, variant in config["variants"].items()
+                  if name != "test" and name not in copied}
     assert {"editquality", "outlink", "outlink-transformer"} <= set(production)
+    assert not {name for name in production if name.endswith("-build")}, production.keys()
     for name, variant in production.items():
         runs = variant.get("runs", {})
         assert runs.get("insecurely", False) is False, name

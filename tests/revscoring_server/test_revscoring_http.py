@@ -197,11 +197,18 @@ def _other_page(farm: Any, page_id: int) -> dict[str, Any]:
 
 
 CONTRADICTIONS = {
-    "another page's id": (
-        lambda farm, e: e.update(page_id=_other_page(farm, e["page_id"])["page_id"]),
+    "another page": (
+        lambda farm, e: e.update(
+            page_id=(other := _other_page(farm, e["page_id"]))["page_id"],
+            page_title=other["title"].replace(" ", "_"),
+        ),
         "belongs to",
     ),
-    "a title given with another page's id": (
+    "another page's id with this title": (
+        lambda farm, e: e.update(page_id=_other_page(farm, e["page_id"])["page_id"]),
+        "that title is page id",
+    ),
+    "another page's title with this id": (
         lambda farm, e: e.update(page_title=_other_page(farm, e["page_id"])["title"].replace(" ", "_")),
         "that title is page id",
     ),
