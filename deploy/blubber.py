@@ -101,13 +101,13 @@ def environment(spec: ImageSpec) -> dict[str, str]:
 
 def build_variant(spec: ImageSpec) -> dict[str, Any]:
     """The build stage: the venv (with a compiler where pip needs one) and the data fetched at build time,
-    then the build-only distributions removed from the venv."""
+    then the build-only distributions and the files that never run removed from the venv."""
     builders = requirement_builders(spec.requirement_files)
     if spec.nltk_corpora:
         builders.append(nltk_builder(spec.nltk_corpora))
     if spec.word_vectors:
         builders.append(word_vectors_builder())
-    builders.append({"custom": {"command": images.strip_build_tools_command()}})
+    builders += [{"custom": {"command": OneLine(command)}} for command in images.venv_cleanup_commands()]
     result: dict[str, Any] = {}
     if spec.word_vectors:
         # a build argument is exposed to builders as an environment variable: fetch_word_vectors reads it
@@ -174,6 +174,11 @@ def document() -> dict[str, Any]:
     }
 
 
+class OneLine(list):
+    """A list written in flow style however long (yaml wraps it): a `find` expression of many short words
+    reads as one command line, not one word per line."""
+
+
 class _Dumper(yaml.SafeDumper):
     """No anchors/aliases (each variant reads on its own) and short scalar lists on one line."""
 
@@ -187,6 +192,8 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
 
 
 _Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(OneLine, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=True))
 
 
 def dump_yaml(data: Any) -> str:

@@ -155,11 +155,11 @@ def copy_steps(spec: ImageSpec) -> list[str]:
 
 def build_stage_steps(spec: ImageSpec) -> list[str]:
     """Blubber's `<image>-build` variant: the venv with everything pip needs, the build-time data, then the
-    build-only distributions removed from the venv."""
+    build-only distributions and the files that never run removed from the venv."""
     lines = [f"FROM {BASE_IMAGE} AS {images.build_stage(spec)}", users(),
              apt_install(list(images.PYTHON_APT + images.VENV_APT))]
     lines += python_steps(spec) + nltk_steps(spec) + word_vector_steps(spec)
-    return lines + [f"RUN {shlex.join(images.strip_build_tools_command())}"]
+    return lines + [f"RUN {shlex.join(command)}" for command in images.venv_cleanup_commands()]
 
 
 def runtime_stage_steps(spec: ImageSpec) -> list[str]:

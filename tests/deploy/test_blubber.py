@@ -1,6 +1,7 @@
 """blubber.yaml: valid Blubber v4, current with its generator, and each image holding only what it needs."""
 
 import json
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -226,6 +227,42 @@ def test_build_variants_compile_only_where_pip_must_and_leave_no_build_tools_in_
     for name in production_variants(config):
         stage = build_variant(name, config)
         assert ({"g++", "python3-dev"} <= set(apt_packages(stage))) == bool(images.image(name).compiled), name
-        last = builders(stage)[-1][1]["command"]
-        assert last[:5] == ["/opt/lib/venv/bin/python3", "-m", "pip", "uninstall", "--yes"], name
-        assert {"pip", "wheel", "Cython"} <= set(last[5:]), name
+        *_, (_, uninstall), (_, prune) = builders(stage)
+        pip = ["/opt/lib/venv/bin/python3", "-m", "pip"]
+        assert uninstall["command"][:5] == [*pip, "uninstall", "--yes"], name
+        assert {"pip", "wheel", "Cython"} <= set(uninstall["command"][5:]), name
+        assert prune["command"][:2] == ["find", "/opt/lib/venv"], name  # then the files that never run
+
+
+def venv_like_tree(root):
+    """A few files of each kind a real venv holds (numpy's, pandas', revscoring's, ray's): returns those
+    that run, which the cleanup must keep; the others are test suites, C/Cython sources and headers, source
+    maps."""
+    site = "lib/python3.11/site-packages"
+    kept = [f"{site}/numpy/core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so",
+            f"{site}/numpy/testing/__init__.py", f"{site}/numpy/testing/__pycache__/__init__.cpython-311.pyc",
+            f"{site}/numpy/core/__pycache__/numeric.cpython-311.pyc", f"{site}/pandas/_libs/lib.pyi",
+            f"{site}/pandas/_testing/__init__.py", f"{site}/revscoring/features/tests.py",
+            f"{site}/ray/dashboard/client/build/static/js/main.js", f"{site}/numpy-1.26.4.dist-info/RECORD",
+            "bin/python3"]
+    removed = [f"{site}/pandas/tests/frame/test_api.py", f"{site}/tests/__init__.py",
+               f"{site}/numpy/core/tests/__pycache__/test_numeric.cpython-311.pyc",
+               f"{site}/numpy/core/include/numpy/ndarrayobject.h", f"{site}/numpy/random/_common.pxd",
+               f"{site}/uvloop/includes/consts.pxi", f"{site}/uvloop/loop.pyx", f"{site}/uvloop/loop.c",
+               f"{site}/ray/dashboard/client/build/static/js/main.js.map", f"{site}/scipy/special/x.cpp"]
+    for path in kept + removed:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(b"x")
+    return set(kept)
+
+
+def test_the_venv_cleanup_deletes_test_suites_and_sources_and_keeps_what_runs(config, tmp_path):
+    """Each build variant's last command, run as written in blubber.yaml on a venv-like tree."""
+    kept = venv_like_tree(tmp_path)
+    commands = {tuple(builders(build_variant(name, config))[-1][1]["command"])
+                for name in production_variants(config)}
+    (command,) = commands  # the same in every image
+    subprocess.run([part.replace("/opt/lib/venv", str(tmp_path)) for part in command], check=True)
+    left = {path.relative_to(tmp_path).as_posix() for path in tmp_path.rglob("*") if path.is_file()}
+    assert left == kept
+    assert not (tmp_path / "lib/python3.11/site-packages/pandas/tests").exists()

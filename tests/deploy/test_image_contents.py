@@ -8,6 +8,9 @@ tools only its build stage needs.
   require (followed through the dev venv's metadata, which has the same pins), each at its pinned version,
   less the build-only ones (pip, wheel, Cython).
 - Build tools: no compiler, no Python headers, no pip, no apt package lists or caches, found by looking.
+- What never runs: no test suite of any package, no C/C++/Cython source or header, no source map in the
+  venv; but every module's bytecode, since the root filesystem is read-only in production. That the
+  images still import and serve is the container tests' (test_container_images.py: real predictions).
 """
 
 from __future__ import annotations
@@ -171,11 +174,56 @@ def test_no_build_tools_in_the_image(spec, built_images):
     assert found == []
 
 
+# What no production process reads, looked for in the venv: folders named `tests` (the packages' own test
+# suites), C/C++/Cython sources and headers (only a compiler reads them), source maps (only a browser's
+# developer tools).
+LOOK_FOR_NEVER_RUN = r"""
+find /opt/lib/venv \( -type d -name tests -print -prune \) -o \
+    \( -type f \( -name '*.[ch]' -o -name '*.[ch]pp' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
+    -o -name '*.map' \) -print \)
+"""
+
+
 @pytest.mark.slow
-def test_the_build_tool_search_finds_them_where_they_are(built_images):
-    """The search itself, in the base image with a compiler-like file planted: it must report it (so an
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_no_test_suites_or_sources_in_the_venv(spec, built_images):
+    found = podman("run", "--rm", "--entrypoint", "sh", images.local_tag(spec.name), "-c",
+                   LOOK_FOR_NEVER_RUN).stdout.split()
+    assert found == []
+
+
+# Every module of the venv with its bytecode beside it, as Python itself names it (cache_from_source): the
+# root filesystem is read-only in production, so a missing .pyc is compiled again on every start.
+MODULES_WITHOUT_BYTECODE = """
+import importlib.util, json, pathlib, sys
+sources = list(pathlib.Path(sys.prefix, "lib").rglob("*.py"))
+missing = [str(p) for p in sources if not pathlib.Path(importlib.util.cache_from_source(str(p))).is_file()]
+print(json.dumps({"sources": len(sources), "missing": missing}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", images.IMAGES, ids=lambda spec: spec.name)
+def test_every_module_of_the_venv_keeps_its_bytecode(spec, built_images):
+    output = podman("run", "--rm", "--entrypoint", images.VENV_PYTHON, images.local_tag(spec.name), "-c",
+                    MODULES_WITHOUT_BYTECODE).stdout
+    found = json.loads(output)
+    assert found["sources"] > 1000  # kserve and its dependencies, at least
+    assert found["missing"] == []
+
+
+@pytest.mark.slow
+def test_the_searches_find_what_they_look_for(built_images):
+    """Each search itself, in the base image with the files it looks for planted: it must report them (so an
     empty answer above means none was there, not a broken search)."""
-    planted = "mkdir -p /usr/include/python3.11 && touch /usr/bin/gcc && chmod +x /usr/bin/gcc && "
+    planted = ("mkdir -p /usr/include/python3.11 && touch /usr/bin/gcc && chmod +x /usr/bin/gcc && "
+               "mkdir -p /opt/lib/venv/lib/pkg/tests /opt/lib/venv/lib/pkg/testing && "
+               "touch /opt/lib/venv/lib/pkg/a.pyx /opt/lib/venv/lib/pkg/b.h /opt/lib/venv/lib/pkg/c.js.map "
+               "/opt/lib/venv/lib/pkg/tests/test_a.py /opt/lib/venv/lib/pkg/testing/d.py && ")
     result = podman("run", "--rm", "--entrypoint", "sh", images.BASE_IMAGE, "-c",
-                    planted + LOOK_FOR_BUILD_TOOLS)
-    assert {"/usr/bin/gcc", "/usr/include/python3.11"} <= set(result.stdout.split())
+                    planted + LOOK_FOR_BUILD_TOOLS + LOOK_FOR_NEVER_RUN)
+    found = set(result.stdout.split())
+    venv = "/opt/lib/venv/lib/pkg"
+    assert {"/usr/bin/gcc", "/usr/include/python3.11", f"{venv}/tests", f"{venv}/a.pyx", f"{venv}/b.h",
+            f"{venv}/c.js.map"} <= found
+    assert not {path for path in found if "testing" in path}  # numpy.testing is imported at run time
