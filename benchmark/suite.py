@@ -113,10 +113,12 @@ def start_replay(prepared: Prepared, settings: BenchSettings, name: str) -> Chil
     return replay
 
 
-def start_server(ctx: Context, cpus: set[int] | None = None, label: str = "") -> Child:
+def start_server(
+    ctx: Context, cpus: set[int] | None = None, label: str = "", extra_env: dict[str, str] | None = None
+) -> Child:
     port = free_port()
     target = ctx.target
-    env = target.server_env(ctx.replay_url, port)
+    env = {**target.server_env(ctx.replay_url, port), **(extra_env or {})}
     server = start_child(
         f"{target.name}{label}",
         target.server_args(port),
@@ -318,6 +320,33 @@ async def cores_runs(ctx: Context, server: Child) -> None:
         pinned.stop()
 
 
+async def thread_runs(ctx: Context, server: Child) -> None:
+    """The server against one that extracts in a thread of its own process (EXTRACTION_WORKERS=0, scoring as
+    in its event loop, without the hop to a worker): at concurrency 1 (latency) and at saturation."""
+    settings = ctx.settings
+    in_thread = await asyncio.to_thread(start_server, ctx, None, "-thread", {"EXTRACTION_WORKERS": "0"})
+    try:
+        await load(in_thread, ctx.ordinary, 8, duration_s=2.0, name="warm-up", progress_s=0)
+
+        def variant(name: str, child: Child, concurrency: int) -> Variant:
+            return f"{name} c={concurrency}", lambda: load(
+                child,
+                ctx.ordinary,
+                concurrency,
+                duration_s=settings.run_s,
+                warmup_s=settings.warmup_s,
+                name=f"{name} c={concurrency}",
+                progress_s=0,
+            )
+
+        for concurrency in (1, settings.saturation_concurrency):
+            await alternate(
+                ctx, [variant("workers", server, concurrency), variant("thread", in_thread, concurrency)]
+            )
+    finally:
+        in_thread.stop()
+
+
 def cpu_per_request(
     before: tuple[tuple[float, float], tuple[float, float]],
     after: tuple[tuple[float, float], tuple[float, float]],
@@ -417,8 +446,25 @@ def checks(ctx: Context, limit: dict | None, memory: dict[int, Memory]) -> list[
                 f"c={settings.saturation_concurrency}" + _machine_scaling(limit),
             )
         )
+    if "thread c=1" in runs:
+        out.append(thread_check(name, runs, settings.saturation_concurrency))
     out += memory_checks(name, memory, runs)
     return out
+
+
+def thread_check(name: str, runs: dict[str, LoadResult], c: int) -> Check:
+    """The hop to a worker process must not cost a lone request: p50 at c=1 against a thread server."""
+    workers = runs["workers c=1"].percentile_ms(50, ORDINARY)
+    thread = runs["thread c=1"].percentile_ms(50, ORDINARY)
+    saturated = f"{runs[f'workers c={c}'].throughput:.1f} / {runs[f'thread c={c}'].throughput:.1f} req/s"
+    return Check(
+        name,
+        "7. p50 at c=1 minus that of a server extracting in a thread (ms)",
+        workers - thread,
+        0.3,
+        at_least=False,
+        detail=f"{workers:.2f} - {thread:.2f} ms; at c={c}: {saturated}",
+    )
 
 
 def memory_checks(name: str, memory: dict[int, Memory], runs: dict[str, LoadResult]) -> list[Check]:
@@ -511,6 +557,8 @@ async def server_scenarios(ctx: Context, memory: dict[int, Memory]) -> None:
             await heavy_runs(ctx, server)
         await latency_runs(ctx, server)
         await cores_runs(ctx, server)
+        if ctx.target.kind != "outlink":
+            await thread_runs(ctx, server)
     finally:
         server.stop()
 
