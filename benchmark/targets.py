@@ -54,7 +54,10 @@ class Target:
             **self.extra_env,
         }
         if self.kind == "revscoring":
-            env.update({"INFERENCE_NAME": self.name, "WIKI_HOST": self.domain})
+            # The mix repeats its revisions: without the score cache (and the memory of missing revisions)
+            # every request is fetched and scored, which is what is measured.
+            env.update({"INFERENCE_NAME": self.name, "WIKI_HOST": self.domain, "SCORE_CACHE_SIZE": "0",
+                        "MISSING_REVISION_TTL_S": "0"})
         return env
 
     def server_args(self, port: int) -> list[str]:

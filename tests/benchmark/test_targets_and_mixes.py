@@ -22,6 +22,7 @@ def test_targets_start_like_their_images():
     assert env["INFERENCE_NAME"] == "enwiki-damaging" and env["WIKI_HOST"] == "en.wikipedia.org"
     assert env["MODEL_PATH"] == "/models/enwiki-damaging/model.bin" and env["WIKI_URL"] == "http://127.0.0.1:9"
     assert damaging.server_args(8123) == ["revscoring_server", "--http_port=8123"]
+    assert env["SCORE_CACHE_SIZE"] == "0"  # the mix repeats revisions: measured is scoring, not the cache
     assert targets["outlink"].server_args(1) == ["outlink_server.predictor", "--http_port=1"]
     assert "INFERENCE_NAME" not in targets["outlink"].server_env("u", 1)
 
