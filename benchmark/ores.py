@@ -15,9 +15,8 @@ workers).
 3. The real `ores` client (`ores.api.Session`: 50 revisions a request, 4 in parallel) scoring
    `--client-revisions` revisions x 2 models end to end, against the same scores through the KServe route one
    by one. No cache (the farm has fewer revisions than that, so ids repeat).
-4. Latency at concurrency 1 and throughput at concurrency 8 of single KServe calls (enwiki-damaging), against
-   a server scoring in a thread of its own process (EXTRACTION_WORKERS=0), the two measured in turn in the
-   same run (goal: p50 at c=1 within 0.3 ms of it; at c=8 more requests/s than it).
+(The hop to a worker process against scoring in the server process is measured by `make bench`, check 7,
+against the replayed MediaWiki: the farm's PHP server would hide a difference of a millisecond.)
 Results: printed, and `.state/bench/results/ores-latest.md`.
 """
 
@@ -27,7 +26,6 @@ import argparse
 import asyncio
 import json
 import re
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -182,27 +180,6 @@ async def batch_vs_single(
     }
 
 
-async def latency_and_throughput(servers: dict[str, Server], rev_ids: list[int], rounds: int) -> dict:
-    """Per server: p50 latency at concurrency 1 and requests/s at concurrency 8 (enwiki-damaging singles),
-    the servers measured in turn, `rounds` times, so both see the same machine."""
-    latencies: dict[str, list[float]] = {name: [] for name in servers}
-    rates: dict[str, list[float]] = {name: [] for name in servers}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        for server in servers.values():
-            await single_calls(session, server.url, rev_ids[:10], 1, ("damaging",))  # warm-up
-        for _ in range(rounds):
-            for name, server in servers.items():
-                latencies[name] += await single_calls(session, server.url, rev_ids, 1, ("damaging",))
-                started = time.perf_counter()
-                await single_calls(session, server.url, rev_ids * 4, 8, ("damaging",))
-                rates[name].append(len(rev_ids) * 4 / (time.perf_counter() - started))
-    results: dict[str, float] = {}
-    for name in servers:
-        results[f"{name}_c1_p50_ms"] = statistics.median(latencies[name]) * 1000
-        results[f"{name}_c8_rps"] = statistics.median(rates[name])
-    return results
-
-
 async def throughput(url: str, rev_ids: list[int], seconds: float, concurrency: int = 4) -> float:
     """Completed ORES requests per second, repeating the same request for `seconds`."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
@@ -272,14 +249,6 @@ def report(results: dict[str, float], args: argparse.Namespace) -> str:
         "| --- | --- | --- | --- | --- |",
         *(row for pair in PAIRS for row in pair_rows(r, pair)),
         "",
-        "| enwiki-damaging, single calls | workers (default) | a thread (EXTRACTION_WORKERS=0) | difference "
-        "| goal |",
-        "| --- | --- | --- | --- | --- |",
-        f"| p50 latency at concurrency 1 (ms) | {r['workers_c1_p50_ms']:.2f} | {r['thread_c1_p50_ms']:.2f} "
-        f"| {r['workers_c1_p50_ms'] - r['thread_c1_p50_ms']:+.2f} ms | <= +0.3 ms |",
-        f"| requests/s at concurrency 8 | {r['workers_c8_rps']:.1f} | {r['thread_c8_rps']:.1f} "
-        f"| {r['workers_c8_rps'] / r['thread_c8_rps']:.2f}x | > 1 |",
-        "",
         "| measure | cold (no cache) | from the cache | ratio | goal |",
         "| --- | --- | --- | --- | --- |",
         f"| ORES requests/s (same request, concurrency 4) | {r['cold_rps']:.1f} | {r['warm_rps']:.1f} "
@@ -326,17 +295,6 @@ def main(argv: list[str] | None = None) -> int:
             results["warm_rps"] = asyncio.run(throughput(warm.url, rev_ids, args.cache_seconds))
         finally:
             warm.stop()
-        servers = {
-            "workers": Server("ores-workers", farm_url, args.models_dir, SCORE_CACHE_SIZE="0"),
-            "thread": Server(
-                "ores-thread", farm_url, args.models_dir, SCORE_CACHE_SIZE="0", EXTRACTION_WORKERS="0"
-            ),
-        }
-        try:
-            results.update(asyncio.run(latency_and_throughput(servers, rev_ids, args.rounds)))
-        finally:
-            for server in servers.values():
-                server.stop()
     text = report(results, args)
     out = STATE / "results" / "ores-latest.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,10 +36,6 @@ def test_the_report_gives_each_ratio_next_to_its_goal():
         "warm_rps": 90.0,
         "client_s": 10.0,
         "one_by_one_s": 40.0,
-        "workers_c1_p50_ms": 5.2,
-        "thread_c1_p50_ms": 5.0,
-        "workers_c8_rps": 340.0,
-        "thread_c8_rps": 200.0,
     }
     args = argparse.Namespace(rounds=2, client_revisions=1000)
     text = report(results, args)
@@ -50,7 +46,5 @@ def test_the_report_gives_each_ratio_next_to_its_goal():
         "| articlequality+draftquality: server CPU per scored pair (ms) | 4.00 | 10.00 | 0.40 | <= 0.55 |"
         in text
     )
-    assert "| p50 latency at concurrency 1 (ms) | 5.20 | 5.00 | +0.20 ms | <= +0.3 ms |" in text
-    assert "| requests/s at concurrency 8 | 340.0 | 200.0 | 1.70x | > 1 |" in text
     assert "| 2.0 | 90.0 | 45.0 | >= 20 |" in text
     assert "| 1000 revisions x 2 models, end to end (s) | 10.0 | 40.0 |" in text
