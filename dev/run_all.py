@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
-from revscoring_server.executor import OffLoopExecutor
+from revscoring_server.executor import one_thread
 from revscoring_server.ores.local import ores_router
 from revscoring_server.scorer import Scorers
 from revscoring_server.workers import pool_from_values
@@ -77,7 +77,7 @@ def main() -> None:
         workers = pool_from_values(values)
         cache = build_score_cache(settings.score_cache)
         # One scorer per wiki, behind the KServe routes and ORES's API alike.
-        scorers = Scorers(workers or OffLoopExecutor(), cache, values["MISSING_REVISION_TTL_S"])
+        scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"])
         models = build_models(settings, models_dir, pool, scorers)
         if workers is not None:
             workers.start()  # forked after every model loaded: the workers share them

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from revscoring_server.executor import OffLoopExecutor
+from revscoring_server.executor import one_thread
 from revscoring_server.model import RevscoringModel
 from revscoring_server.nltk_corpora import use_readable_corpora
 from revscoring_server.ores.local import ores_router
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     workers = pool_from_values(values)  # extraction in worker processes; see workers.py
     cache = build_score_cache(settings.score_cache)
     # One scorer per wiki, behind the KServe routes and ORES's API alike.
-    scorers = Scorers(workers or OffLoopExecutor(), cache, values["MISSING_REVISION_TTL_S"])
+    scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"])
     try:
         models = [
             RevscoringModel(find_service(isvc), path, settings, pool, scorers)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -27,3 +27,10 @@ class OffLoopExecutor:
         """Whether `job` may run in the caller's own thread when nothing else is being served. Not with a
         thread pool: revscoring's native dependencies are not safe in two threads at once."""
         return False
+
+
+def one_thread() -> OffLoopExecutor:
+    """Extraction in ONE thread of the server process (EXTRACTION_WORKERS=0): revscoring's native
+    dependencies are not safe in two threads at once (the loop's default pool, with several threads,
+    crashed the process with SIGSEGV at concurrency 8)."""
+    return OffLoopExecutor(ThreadPoolExecutor(1, thread_name_prefix="extraction"))

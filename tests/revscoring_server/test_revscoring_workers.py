@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,24 @@ async def test_a_dead_worker_fails_its_request_and_the_pool_recovers(pool):
         await pool.run(_crash, 1)
     pid, _ = await pool.run(_lane_probe, 1)  # a new set of workers serves the next request
     assert pid != os.getpid()
+
+
+async def test_extraction_without_workers_runs_in_one_thread_one_job_at_a_time():
+    """EXTRACTION_WORKERS=0: never two extractions at once (revscoring's native code is not thread-safe; the
+    loop's default pool of several threads crashed the server with SIGSEGV at concurrency 8)."""
+    import asyncio
+    import threading
+
+    from revscoring_server.executor import one_thread
+
+    executor, spans = one_thread(), []
+
+    def job() -> None:
+        started = time.monotonic()
+        time.sleep(0.2)
+        spans.append((started, time.monotonic(), threading.get_ident()))
+
+    await asyncio.gather(*(executor.run(job) for _ in range(3)))
+    spans.sort()
+    assert len({thread for _, _, thread in spans}) == 1
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # one after the other
