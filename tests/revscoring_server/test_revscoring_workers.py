@@ -130,4 +130,5 @@ async def test_extraction_without_workers_runs_in_one_thread_one_job_at_a_time()
     await asyncio.gather(*(executor.run(job) for _ in range(3)))
     spans.sort()
     assert len({thread for _, _, thread in spans}) == 1
-    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))  # one after the other
+    # one after the other: each starts when the one before it has ended
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
