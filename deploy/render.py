@@ -233,7 +233,10 @@ def outlink_service(values: Values, row: IsvcRow) -> dict[str, Any]:
     KServe passes the transformer `--predictor_host` itself, pointing at this service's predictor."""
     predictor_image, transformer_image = row.images
     predictor_env = {"STORAGE_URI": values.storage_uri(row), "INFERENCE_NAME": row.isvc}
-    transformer_env = {"INFERENCE_NAME": row.isvc, "WIKI_URL": values.raw["mediawiki"]["url"]}
+    # The transformer verifies page-change events against MediaWiki and posts the topic events (to the
+    # outlink model's own stream: EVENTGATE_STREAM is left unset, it would name revscoring's for both).
+    transformer_env = {"INFERENCE_NAME": row.isvc, "WIKI_URL": values.raw["mediawiki"]["url"],
+                       "EVENTGATE_URL": values.raw["eventgate"]["url"]}
     canary = canary_percent(values, row.isvc)
     predictor = container(values, predictor_image, row.isvc, predictor_env, grpc=True)
     transformer = container(values, transformer_image, row.isvc, transformer_env)

@@ -241,6 +241,18 @@ def with_values(rows, **changes):
     return {m["metadata"]["name"]: m for m in yaml.safe_load_all(render(Values(raw), rows))}
 
 
+def test_the_outlink_transformer_posts_the_events(rows):
+    """It checks a page-change event against MediaWiki and posts the topic event; the predictor cannot
+    reach MediaWiki, so it gets no EventGate."""
+    outlink = with_values(rows, eventgate={"url": "https://eventgate.example:4492/v1/events",
+                                           "stream": "mediawiki.revision-score"})["outlink-topic-model"]
+    transformer = outlink["spec"]["transformer"]["containers"][0]
+    predictor = outlink["spec"]["predictor"]["containers"][0]
+    assert env(transformer)["EVENTGATE_URL"] == "https://eventgate.example:4492/v1/events"
+    assert "EVENTGATE_STREAM" not in env(transformer)  # its own stream, not revscoring's
+    assert "EVENTGATE_URL" not in env(predictor)
+
+
 def test_a_canary_sends_its_share_of_traffic_to_the_newest_revision(rows, crd_validator):
     manifests = with_values(rows, canary={"enwiki-damaging": 10, "outlink-topic-model": 25})
     damaging = manifests["enwiki-damaging"]
