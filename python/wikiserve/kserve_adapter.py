@@ -3,11 +3,13 @@
 KServe's ModelServer builds its FastAPI application inside `UvicornServer` and keeps it, the uvicorn server,
 the data plane and the model registry as attributes without a public accessor. The model servers need them
 to put their middleware in front of the application, add ORES's routes, stop uvicorn at the end of the
-drain period, list the loaded models and serve the V2 gRPC protocol in their own event loop.
+drain period, list the loaded models and serve the V2 gRPC protocol in their own event loop. uvicorn's HTTP
+protocol is subclassed here too (a deadline on request headers), for the same reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -15,14 +17,66 @@ import kserve
 from fastapi import FastAPI
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import UvicornServer
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 KEEP_ALIVE_S = 30  # idle keep-alive connections are closed after this (uvicorn's default is 5 s)
+_REQUEST_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, what uvicorn picks here), with a deadline on request headers.
+
+    uvicorn waits for a request's headers without limit (its keep-alive timer runs only between requests,
+    and not at all before a connection's first request), so a client sending a byte a minute holds its
+    connection, and its memory, for ever. Headers never reach the ASGI application, so the deadline must be
+    here: from a connection's opening, or a new request's first byte, its headers must be complete within
+    `header_timeout_s`, or the connection gets a 408 and is closed.
+    """
+
+    header_timeout_s: float = 10.0  # set by KServeRest from REQUEST_READ_TIMEOUT_S
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._start_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._start_header_timer()  # the first bytes of a kept-alive connection's next request
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _start_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        body = b'{"error": "The request headers did not arrive within %g s."}' % self.header_timeout_s
+        self.transport.write(_REQUEST_TIMEOUT_ANSWER % (len(body), body))
+        self.transport.close()
 
 
 class KServeRest:
     """KServe's REST server of `model_server`: its FastAPI app, and the uvicorn server around it."""
 
-    def __init__(self, model_server: kserve.ModelServer, port: int) -> None:
+    def __init__(self, model_server: kserve.ModelServer, port: int, header_timeout_s: float) -> None:
         self._server = UvicornServer(
             port,
             [],
@@ -32,6 +86,10 @@ class KServeRest:
             log_config=None,
         )
         self._server.cfg.timeout_keep_alive = KEEP_ALIVE_S
+        # uvicorn builds one protocol object per connection from this class (uvicorn.Config.http).
+        self._server.cfg.http = type(
+            "HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout_s": header_timeout_s}
+        )
 
     @property
     def app(self) -> FastAPI:

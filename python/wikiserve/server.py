@@ -28,8 +28,9 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from kserve.protocol.grpc.servicer import InferenceServicer
 
+from wikiserve.admission import Overloaded
 from wikiserve.config import ServerSettings
-from wikiserve.errors import PayloadTooLarge, ServingError
+from wikiserve.errors import PayloadTooLarge, RequestTimeout, ServingError
 from wikiserve.kserve_adapter import KServeRest, grpc_servicer, loaded_models
 from wikiserve.logs import REQUEST_ID, configure_logging
 from wikiserve.validation import shortened
@@ -72,9 +73,10 @@ def kserve_message(error: Exception) -> str:
 class RequestGuard:
     """ASGI middleware: request ids, the body size limit, and refusing new work while draining."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
         self.in_flight = 0
         self.draining = False
 
@@ -117,14 +119,27 @@ class RequestGuard:
         return f"The request body is larger than {self.max_body_bytes} bytes."
 
     def _limited(self, receive: Callable) -> Callable:
-        """Counts a body sent without Content-Length (chunked) and stops reading past the limit."""
+        """Counts a body sent without Content-Length (chunked) and stops reading past the limit; a body not
+        complete within `read_timeout_s` of the request's start is a 408 (and the connection is closed)."""
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
 
         async def guarded_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body, receive() waits for the client to go away: no deadline
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"The request body did not arrive within {self.read_timeout_s:g} s.",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     raise PayloadTooLarge(self._too_large())
             return message
@@ -203,8 +218,10 @@ def _internal_error_message(error: Exception) -> str:
 
 async def _known_error(_: Request, error: Exception) -> ORJSONResponse:
     status, message = error_status(error) or (500, _internal_error_message(error))
-    _log_failure(status, message)
-    return ORJSONResponse({"error": message}, status_code=status)
+    if not isinstance(error, Overloaded):  # counted instead: a log line each would cost what refusing saves
+        _log_failure(status, message)
+    headers = error.headers if isinstance(error, ServingError) else None  # e.g. a 503's Retry-After
+    return ORJSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _log_failure(status: int, message: str) -> None:
@@ -314,12 +331,14 @@ class WikiModelServer(kserve.ModelServer):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
-        self._rest = KServeRest(self, self.http_port)
+        self._rest = KServeRest(self, self.http_port, self.settings.read_timeout_s)
         install_error_handlers(self._rest.app)
         remove_model_repository_routes(self._rest.app)
         for router in routers:  # APIs served beside KServe's (e.g. ORES's /v3/scores/)
             self._rest.app.include_router(router)
-        self.guard = self._rest.wrap(lambda app: RequestGuard(app, self.settings.max_body_bytes))
+        self.guard = self._rest.wrap(
+            lambda app: RequestGuard(app, self.settings.max_body_bytes, self.settings.read_timeout_s)
+        )
         if self.settings.grpc_port:
             try:
                 self._grpc = await self._start_grpc(self.settings.grpc_port)

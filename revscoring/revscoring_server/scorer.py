@@ -31,6 +31,7 @@ from revscoring_server.fetch import (
 )
 from revscoring_server.scoring import Outcome, RevisionJob, error_entry, score_revision_models
 from wikiserve import metrics
+from wikiserve.admission import Admission
 from wikiserve.errors import ServingError
 from wikiserve.logs import REQUEST_ID
 from wikiserve.score_cache import ScoreCache, ScoreKey
@@ -269,12 +270,18 @@ class Scorers:
     """The process's scorers, one per wiki, shared by the KServe routes and ORES's API."""
 
     def __init__(
-        self, executor: OffLoopExecutor, cache: ScoreCache | None = None, missing_ttl_s: float = 0.0
+        self,
+        executor: OffLoopExecutor,
+        cache: ScoreCache | None = None,
+        missing_ttl_s: float = 0.0,
+        admission: Admission | None = None,
     ) -> None:
         self.executor = executor
         self.cache = cache
         self.missing_ttl_s = missing_ttl_s
         self.activity = Activity()
+        # The process's bound on revisions in flight, every route and wiki together (0: none).
+        self.admission = admission or Admission(0)
         self.by_wiki: dict[str, WikiScorer] = {}
 
     def add(self, model: RevscoringModel) -> WikiScorer:
