@@ -38,6 +38,8 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     generator_cpu_s: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> answers (0: no answer)
+    refused: list[float] = field(default_factory=list)  # latencies of 503 answers (admission control)
 
     @property
     def throughput(self) -> float:
@@ -116,10 +118,15 @@ class _Run:
         self.issued += 1
         return spec
 
-    def record(self, spec: RequestSpec, started: float, finished: float, error: str | None) -> None:
+    def record(
+        self, spec: RequestSpec, started: float, finished: float, error: str | None, status: int = 200
+    ) -> None:
         if started < self.measure_from:
             return  # warm-up
         result = self.result
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        if status == 503:
+            result.refused.append(finished - started)
         if error is None:
             # A request that outlived the window still tells its latency (a slow kind must not vanish
             # from the percentiles because it is slow), but it does not count towards throughput.
@@ -142,14 +149,16 @@ async def _client(session: aiohttp.ClientSession, base_url: str, run: _Run) -> N
     while (spec := run.next_spec()) is not None:
         started = time.perf_counter()
         error: str | None = None
+        status = 0
         try:
             async with session.post(base_url + spec.path, data=spec.body, headers=headers) as response:
                 body = await response.read()
+                status = response.status
                 if response.status != 200:
                     error = f"HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}"
         except (TimeoutError, aiohttp.ClientError) as failure:
             error = f"{type(failure).__name__}: {failure}"
-        run.record(spec, started, time.perf_counter(), error)
+        run.record(spec, started, time.perf_counter(), error, status)
 
 
 async def _progress(run: _Run, name: str, interval_s: float, stream: TextIO) -> None:
