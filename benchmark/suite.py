@@ -119,10 +119,12 @@ def start_replay(prepared: Prepared, settings: BenchSettings, name: str) -> Chil
     return replay
 
 
-def start_server(ctx: Context, cpus: set[int] | None = None, label: str = "") -> Child:
+def start_server(
+    ctx: Context, cpus: set[int] | None = None, label: str = "", extra_env: dict[str, str] | None = None
+) -> Child:
     port = free_port()
     target = ctx.target
-    env = target.server_env(ctx.replay_url, port)
+    env = {**target.server_env(ctx.replay_url, port), **(extra_env or {})}
     server = start_child(
         f"{target.name}{label}",
         target.server_args(port),
@@ -525,18 +527,43 @@ async def server_scenarios(ctx: Context, memory: dict[int, Memory]) -> None:
             await latency_runs(ctx, server)
         if chosen("cores"):
             await cores_runs(ctx, server)
-        if ctx.target.kind == "revscoring" and chosen("overload"):
-            await overload_runs(ctx, server)
+    finally:
+        server.stop()
+    if ctx.target.kind == "revscoring" and chosen("overload"):
+        await overload_scenario(ctx)
+
+
+async def overload_scenario(ctx: Context) -> None:
+    """A server without the score cache (every request extracts: the overload is of the workers, not of
+    cache hits), its own saturation found by a sweep, then the overload and the heavy flood."""
+    settings = ctx.settings
+    server = await asyncio.to_thread(start_server, ctx, None, "-overload", {"SCORE_CACHE_SIZE": "0"})
+    try:
+        sweep_runs = []
+        for concurrency in (c for c in settings.concurrencies if c >= 8):
+            result = await load(
+                server, ctx.ordinary, concurrency, duration_s=settings.run_s, warmup_s=settings.warmup_s,
+                name=f"no cache c={concurrency}", progress_s=0,
+            )
+            sweep_runs.append(result)
+            say(
+                f"  no cache c={concurrency}: {result.throughput:.1f} req/s, "
+                f"p99 {result.percentile_ms(99):.1f} ms, statuses {dict(sorted(result.statuses.items()))}"
+            )
+        saturation = max(sweep_runs, key=lambda r: r.throughput)
+        ctx.report.facts["saturation without the score cache"] = (
+            f"c={saturation.concurrency}: {saturation.throughput:.1f} req/s, p50 "
+            f"{saturation.percentile_ms(50):.0f} ms, p99 {saturation.percentile_ms(99):.0f} ms"
+        )
+        await overload_runs(ctx, server, saturation)
+        await flood_run(ctx, server, sweep_runs[0])
     finally:
         server.stop()
 
 
-async def overload_runs(ctx: Context, server: Child) -> None:
-    """Issue 18 §3: the overload, then the heavy-revision flood, each with health probes throughout."""
+async def overload_runs(ctx: Context, server: Child, saturation: LoadResult) -> None:
+    """Issue 18 §3: `overload_factor` x the saturating concurrency, with health probes throughout."""
     settings, report = ctx.settings, ctx.report
-    saturation = max(
-        (r for r in report.sweep if r.concurrency >= 8), key=lambda r: r.throughput, default=report.sweep[-1]
-    )
     c = settings.overload_factor * saturation.concurrency
     say(f"  overload: c={c} ({settings.overload_factor} x c={saturation.concurrency})")
     start_memory = server.memory()
@@ -573,18 +600,17 @@ async def overload_runs(ctx: Context, server: Child) -> None:
         Check(name, "7. overload: health probes failed", float(health.failed), 0, at_least=False,
               detail=health.summary()),
     ]
-    await flood_run(ctx, server, saturation)
 
 
-async def flood_run(ctx: Context, server: Child, saturation: LoadResult) -> None:
-    """Clients sending only heavy revisions, while a few send ordinary ones: the ordinary ones are served."""
+async def flood_run(ctx: Context, server: Child, base: LoadResult) -> None:
+    """Clients sending only heavy revisions, while a few send ordinary ones: the ordinary ones are served.
+    `base`: ordinary requests alone, at the ordinary clients' concurrency."""
     settings, name = ctx.settings, ctx.target.name
     heavy = [spec for spec in ctx.heavy_mix if spec.label == HEAVY]
     if not heavy:
         return
-    ordinary_c = 8
+    ordinary_c = base.concurrency
     say(f"  heavy flood: c={settings.flood_concurrency} heavy-only, with c={ordinary_c} ordinary")
-    base = next((r for r in ctx.report.sweep if r.concurrency == ordinary_c), saturation)
     async with HealthProbe(server.url + ctx.target.ready_path) as health:
         flood, ordinary = await asyncio.gather(
             load(server, heavy, settings.flood_concurrency, duration_s=settings.flood_s, warmup_s=2.0,
@@ -599,7 +625,7 @@ async def flood_run(ctx: Context, server: Child, saturation: LoadResult) -> None
         f"{ordinary.percentile_ms(99, ORDINARY):.0f} ms; health probes {health.summary()}"
     )
     ctx.report.checks.append(
-        Check(name, "7. heavy flood: ordinary requests served / served alone (c=8)",
+        Check(name, f"7. heavy flood: ordinary requests served / served alone (c={ordinary_c})",
               _ratio(served, base.throughput), 0.25,
               detail=f"{served:.1f} / {base.throughput:.1f} req/s; health {health.summary()}")
     )

@@ -37,6 +37,18 @@ class Admission:
         self.what = what
         self.in_flight = 0
 
+    def full(self) -> bool:
+        """Whether any new work would be refused now (the server's guard refuses it before parsing)."""
+        return bool(self.limit) and self.in_flight >= self.limit
+
+    def refusal(self) -> Overloaded:
+        metrics.REQUESTS_REFUSED.labels(limit=self.what).inc()
+        return Overloaded(
+            f"The server is at its limit of {self.limit} {self.what} in flight; retry in "
+            f"{RETRY_AFTER_S} s (or on another replica).",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
     def cost(self, units: int) -> int:
         """What `units` of work count against the bound (at least 1, at most the whole bound)."""
         units = max(1, units)
@@ -46,12 +58,7 @@ class Admission:
         """Admits `units` of work or raises Overloaded; returns the cost to `release` later."""
         cost = self.cost(units)
         if self.limit and self.in_flight + cost > self.limit:
-            metrics.REQUESTS_REFUSED.labels(limit=self.what).inc()
-            raise Overloaded(
-                f"The server is at its limit of {self.limit} {self.what} in flight; retry in "
-                f"{RETRY_AFTER_S} s (or on another replica).",
-                headers={"Retry-After": str(RETRY_AFTER_S)},
-            )
+            raise self.refusal()
         self.in_flight += cost
         return cost
 

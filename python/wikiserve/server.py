@@ -28,7 +28,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from kserve.protocol.grpc.servicer import InferenceServicer
 
-from wikiserve.admission import Overloaded
+from wikiserve.admission import Admission, Overloaded
 from wikiserve.config import ServerSettings
 from wikiserve.errors import PayloadTooLarge, RequestTimeout, ServingError
 from wikiserve.kserve_adapter import KServeRest, grpc_servicer, loaded_models
@@ -73,10 +73,19 @@ def kserve_message(error: Exception) -> str:
 class RequestGuard:
     """ASGI middleware: request ids, the body size limit, and refusing new work while draining."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, read_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        read_timeout_s: float = 10.0,
+        admission: Admission | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.read_timeout_s = read_timeout_s
+        # The model's bound on work in flight: when it is full, scoring requests are refused here, before
+        # their body is read or parsed (a refusal must be cheap: refused clients come back at once).
+        self.admission = admission
         self.in_flight = 0
         self.draining = False
 
@@ -95,6 +104,11 @@ class RequestGuard:
                 await _send_json(
                     send, 503, {"error": "The server is shutting down; retry on another replica."}, request_id
                 )
+                return
+            if self.admission is not None and self.admission.full() and _asks_for_work(scope):
+                refusal = self.admission.refusal()
+                body = _refusal_body(scope, refusal.message)
+                await _send_json(send, 503, body, request_id, refusal.headers)
                 return
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -153,6 +167,20 @@ class RequestGuard:
 ANSWERED_WHILE_DRAINING = frozenset({"/", "/metrics", "/v2/health/live"})
 
 
+ORES_SCORES = "/v3/scores/"  # ORES's API (revscoring's router), whose errors have ORES's shape
+
+
+def _asks_for_work(scope: Scope) -> bool:
+    """Inference (every POST) and ORES's scores; never health, readiness, metadata or metrics."""
+    return scope.get("method") == "POST" or str(scope.get("path", "")).startswith(ORES_SCORES)
+
+
+def _refusal_body(scope: Scope, message: str) -> dict:
+    if str(scope.get("path", "")).startswith(ORES_SCORES):
+        return {"error": {"code": "overloaded", "message": message}}
+    return {"error": message}
+
+
 def _answered_while_draining(scope: Scope) -> bool:
     return scope.get("method") == "GET" and scope.get("path") in ANSWERED_WHILE_DRAINING
 
@@ -172,8 +200,11 @@ class _ResponseTracker:
         await self._send(message)
 
 
-async def _send_json(send: Callable, status: int, body: dict, request_id: str) -> None:
-    response = ORJSONResponse(body, status_code=status, headers={"x-request-id": request_id})
+async def _send_json(
+    send: Callable, status: int, body: dict, request_id: str, headers: dict[str, str] | None = None
+) -> None:
+    headers = {"x-request-id": request_id, **(headers or {})}
+    response = ORJSONResponse(body, status_code=status, headers=headers)
     await response({"type": "http"}, None, send)
 
 
@@ -302,7 +333,7 @@ class GuardedInferenceServicer(InferenceServicer):
 class WikiModelServer(kserve.ModelServer):
     """KServe's ModelServer with the guard, error handlers and graceful shutdown installed."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, admission: Admission | None = None) -> None:
         super().__init__(
             http_port=settings.http_port,
             enable_grpc=False,
@@ -311,6 +342,7 @@ class WikiModelServer(kserve.ModelServer):
         )
         configure_logging(settings.json_logs, settings.log_level)  # after KServe's own logging set-up
         self.settings = settings
+        self.admission = admission
         self.guard: RequestGuard | None = None
         self._rest: KServeRest | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -337,7 +369,9 @@ class WikiModelServer(kserve.ModelServer):
         for router in routers:  # APIs served beside KServe's (e.g. ORES's /v3/scores/)
             self._rest.app.include_router(router)
         self.guard = self._rest.wrap(
-            lambda app: RequestGuard(app, self.settings.max_body_bytes, self.settings.read_timeout_s)
+            lambda app: RequestGuard(
+                app, self.settings.max_body_bytes, self.settings.read_timeout_s, self.admission
+            )
         )
         if self.settings.grpc_port:
             try:
@@ -400,10 +434,12 @@ def serve(
     settings: ServerSettings,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     routers: Sequence[APIRouter] = (),
+    admission: Admission | None = None,
 ) -> None:
     """Serves `models` (and `routers`' routes) until SIGTERM/SIGINT, then awaits each `on_shutdown` hook (e.g.
-    closing a shared pool).
+    closing a shared pool). With `admission` (the models' bound on work in flight), scoring requests are
+    refused with 503 + Retry-After before their body is read while it is full.
 
     Loading happens before this: a model that failed to load never serves.
     """
-    WikiModelServer(settings).start(models, on_shutdown, routers)
+    WikiModelServer(settings, admission).start(models, on_shutdown, routers)

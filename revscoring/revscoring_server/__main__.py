@@ -84,7 +84,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if workers is not None:
         workers.start()  # fork now: after the models loaded (shared), before the server starts threads
     try:
-        serve(models, settings, on_shutdown=_closers(pool, cache), routers=[ores_router(scorers)])
+        serve(
+            models,
+            settings,
+            on_shutdown=_closers(pool, cache),
+            routers=[ores_router(scorers)],
+            admission=admission,
+        )
     finally:
         if workers is not None:
             workers.close()

@@ -69,36 +69,50 @@ def _assert_refused(response: requests.Response) -> None:
     assert "Traceback" not in response.text
 
 
+def _asked_mediawiki_about(proxy: FaultyMediaWiki, rev_ids: set[int]) -> bool:
+    """Whether any call the proxy saw names one of `rev_ids` (revids=a|b|c)."""
+    named = {part for request in list(proxy.requests) for part in request.get("revids", "").split("|")}
+    return bool(named & {str(rev) for rev in rev_ids})
+
+
 def test_past_the_bound_every_route_is_refused_before_any_mediawiki_call(bounded, proxy, farm):
     good = _special(farm, "good_rev_id")
+    # The refused requests ask for other revisions than the held ones: the proxy shows none reached it.
+    others = [rev for page in farm.manifest["enwiki"]["pages"] for rev in page["rev_ids"] if rev != good][:2]
     proxy.clear()
     proxy.inject("delay", times=-1, delay_s=3.0)  # the admitted requests wait on MediaWiki, holding the bound
     with ThreadPoolExecutor(LIMIT) as pool:
-        held = [pool.submit(bounded.predict, ISVC, {"rev_id": good}) for _ in range(LIMIT)]
-        _wait_for(lambda: len(proxy.requests) >= LIMIT)  # all three are in flight, at MediaWiki
-        calls = len(proxy.requests)
-        single = bounded.predict(ISVC, {"rev_id": good})
-        batch = bounded.predict(ISVC, {"rev_ids": [good]})
-        event = bounded.predict(ISVC, {"event": revision_create_event(farm.manifest["enwiki"], good)})
+        held = [pool.submit(bounded.predict, ISVC, {"rev_id": good}) for _ in range(LIMIT - 1)]
+        _wait_for(lambda: len(proxy.requests) >= LIMIT - 1)  # two are in flight, at MediaWiki
+        # One revision of the bound is free: a batch of two does not fit (the model's own accounting).
+        too_big = bounded.predict(ISVC, {"rev_ids": others})
+        held.append(pool.submit(bounded.predict, ISVC, {"rev_id": good}))
+        _wait_for(lambda: len(proxy.requests) >= LIMIT)  # all three are in flight: the bound is full
+        # Refused by the server's guard before the body is read.
+        single = bounded.predict(ISVC, {"rev_id": others[0]})
+        batch = bounded.predict(ISVC, {"rev_ids": [others[0]]})
+        event = bounded.predict(ISVC, {"event": revision_create_event(farm.manifest["enwiki"], others[0])})
         ores = requests.get(
-            f"{bounded.url}/v3/scores/enwiki/", params={"models": "damaging", "revids": good}, timeout=30
+            f"{bounded.url}/v3/scores/enwiki/", params={"models": "damaging", "revids": others[0]}, timeout=30
         )
         # Health and metrics are never refused.
         ready = requests.get(f"{bounded.url}/v1/models/{ISVC}", timeout=30)
         live = requests.get(f"{bounded.url}/", timeout=30)
         scraped = requests.get(f"{bounded.url}/metrics", timeout=30)
-        assert len(proxy.requests) == calls  # nothing refused reached MediaWiki
+        asked = _asked_mediawiki_about(proxy, set(others))
         proxy.clear()
         answers = [future.result() for future in held]
-    for refused in (single, batch, event):
+    assert not asked  # nothing refused reached MediaWiki
+    for refused in (too_big, single, batch, event):
         _assert_refused(refused)
         assert f"limit of {LIMIT} revisions in flight" in refused.json()["error"]
     _assert_refused(ores)
     assert ores.json()["error"]["code"] == "overloaded"
     assert ready.status_code == 200 and live.status_code == 200 and scraped.status_code == 200
-    assert 'requests_refused_total{limit="revisions"} 4.0' in scraped.text
+    assert 'requests_refused_total{limit="revisions"} 5.0' in scraped.text
     assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
-    assert bounded.predict(ISVC, {"rev_id": good}).status_code == 200  # the bound is given back
+    assert bounded.predict(ISVC, {"rev_id": others[0]}).status_code == 200  # the bound is given back
+    assert _asked_mediawiki_about(proxy, {others[0]})  # (the proxy does see revision ids when asked)
 
 
 def test_a_batch_larger_than_the_bound_is_served_when_alone(bounded, proxy, farm):
