@@ -166,8 +166,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HEAVY_EXTRACTION_NICE", int, 10, "nice increment of the heavy-lane workers", used_by=REVSCORING,
             minimum=0, maximum=19),
     # Admission control (wikiserve.admission): past the bound, a 503 with Retry-After before any MediaWiki
-    # call. Unset: 16 per ordinary worker (why 16: revscoring_server/workers.py, IN_FLIGHT_PER_WORKER).
-    Setting("MAX_IN_FLIGHT", int, None, "revisions in flight per process, 503 past it; unset: 16 per "
+    # call. Unset: 8 per ordinary worker (why 8: revscoring_server/workers.py, IN_FLIGHT_PER_WORKER).
+    Setting("MAX_IN_FLIGHT", int, None, "revisions in flight per process, 503 past it; unset: 8 per "
             "extraction worker, 0: no limit", used_by=REVSCORING, minimum=0, maximum=100_000),
     # ORES stopped a revision's extraction after 15 s (its TimeoutError).
     Setting("EXTRACTION_TIMEOUT_S", float, 15.0, "seconds one revision's extraction may take",

@@ -27,3 +27,15 @@ class OffLoopExecutor:
         """Whether `job` may run in the caller's own thread when nothing else is being served. Not with a
         thread pool: revscoring's native dependencies are not safe in two threads at once."""
         return False
+
+    def is_heavy(self, job: Any) -> bool:
+        """Whether `job` goes to a low-priority lane of its own (a thread pool has none)."""
+        return False
+
+    def heavy_lane_full(self) -> bool:
+        """Whether a heavy job would be refused now."""
+        return False
+
+    def heavy_refusal(self) -> Exception:
+        """The error a refused heavy job answers with."""
+        raise NotImplementedError("a thread pool has no heavy lane")

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.scoring import RevisionJob
 from wikiserve import metrics
-from wikiserve.admission import Admission
+from wikiserve.admission import Admission, Overloaded
 from wikiserve.config import REVSCORING, default, read_settings
 from wikiserve.errors import ServingError
 
@@ -53,12 +53,13 @@ DEFAULT_DEADLINE_S: float = default("EXTRACTION_TIMEOUT_S")
 INLINE_BYTES = 20_000
 
 
-# Revisions in flight per ordinary worker when MAX_IN_FLIGHT is unset. A request holds no worker while it
-# waits on MediaWiki (3 calls, tens of ms in production) and a worker scores an ordinary revision in a few
-# ms, so by Little's law a worker stays busy only if about 1 + wait / extraction requests are in flight for
-# it: ~10 with the demo models' 5 ms and 50 ms of MediaWiki. 16 leaves room for slower MediaWiki; beyond
-# that, requests would only queue for a worker (the benchmark: at 512 clients, 6 s each, none refused).
-IN_FLIGHT_PER_WORKER = 16
+# Revisions in flight per ordinary worker when MAX_IN_FLIGHT is unset. Past saturation, more work in flight
+# adds only queueing: latency grows as in-flight / throughput (Little's law). The benchmark saturates two
+# workers at about 4 requests per worker (replayed MediaWiki, no added latency), so 8 per worker keeps the
+# latency of admitted work within about twice its latency at saturation. A request waiting on MediaWiki
+# holds no worker, so with production's slower MediaWiki the saturating concurrency is higher and 8 errs
+# towards refusing; MAX_IN_FLIGHT raises it. Without a bound, at 512 clients each waited 6 s.
+IN_FLIGHT_PER_WORKER = 8
 # Heavy revisions (>= HEAVY_REVISION_BYTES) in flight per heavy worker: one being tokenized, one waiting.
 # A flood of them is refused after their fetch instead of holding the bound the ordinary requests need.
 HEAVY_IN_FLIGHT_PER_WORKER = 2
@@ -265,6 +266,15 @@ class WorkerPool(OffLoopExecutor):
         """A light job may run in the server process itself when it is the only request being served: the
         workers extract in other processes, so the server's own thread is the only one extracting there."""
         return self.weigh((job,)) <= self.inline_bytes
+
+    def is_heavy(self, job: Any) -> bool:
+        return self.weigh((job,)) >= self.heavy_bytes
+
+    def heavy_lane_full(self) -> bool:
+        return self.heavy_admission.full()
+
+    def heavy_refusal(self) -> Overloaded:
+        return self.heavy_admission.refusal()
 
     def _lane(self, heavy: bool) -> ProcessPoolExecutor:
         with self._lock:

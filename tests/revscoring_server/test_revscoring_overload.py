@@ -136,6 +136,24 @@ def test_a_flood_of_heavy_revisions_is_refused_past_the_heavy_lane_bound(bounded
     assert "heavy revisions in flight" in refused.json()["error"]
 
 
+def test_a_revision_known_heavy_is_refused_unfetched_while_the_heavy_lane_is_full(bounded, proxy, farm):
+    large = _special(farm, "large_rev_id")
+    assert bounded.predict(ISVC, {"rev_id": large}, timeout_s=120).status_code == 200  # now known heavy
+    proxy.clear()
+    with ThreadPoolExecutor(2) as pool:  # the heavy lane's bound: two (one heavy worker)
+        held = [pool.submit(bounded.predict, ISVC, {"rev_id": large}, timeout_s=120) for _ in range(2)]
+        _wait_for(lambda: len(proxy.requests) >= 2 * 2)  # both fetched (revision, parent): now extracting
+        time.sleep(0.3)  # their answers were parsed; tokenizing two 500 KB revisions on one worker takes >1 s
+        calls = len(proxy.requests)
+        refused = bounded.predict(ISVC, {"rev_id": large})
+        fetched = len(proxy.requests) - calls
+        answers = [future.result() for future in held]
+    assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+    _assert_refused(refused)
+    assert "heavy revisions in flight" in refused.json()["error"]
+    assert fetched == 0  # refused without asking MediaWiki again
+
+
 def test_an_extraction_past_its_deadline_is_a_timeout_and_the_next_request_is_served(hurried, farm):
     large, good = _special(farm, "large_rev_id"), _special(farm, "good_rev_id")
     single = hurried.predict(ISVC, {"rev_id": large}, timeout_s=120)
