@@ -26,6 +26,17 @@ _REQUEST_TIMEOUT_ANSWER = (
 )
 
 
+class _AnsweredCycle:
+    """What uvicorn's protocol reads of a request/response cycle, for a request answered in the protocol."""
+
+    response_complete = True
+    disconnected = False
+    keep_alive = True
+
+    def __init__(self) -> None:
+        self.message_event = asyncio.Event()
+
+
 class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools, what uvicorn picks here), with a deadline on request headers.
 
@@ -37,6 +48,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     """
 
     header_timeout_s: float = 10.0  # set by KServeRest from REQUEST_READ_TIMEOUT_S
+    # (method, path, headers) -> a whole HTTP response refusing the request now, or None (set by the server:
+    # an overloaded server refuses here, before a task, an ASGI cycle or the body, the cheapest place).
+    early_answer: Callable[[str, str, list[tuple[bytes, bytes]]], bytes | None] | None = None
 
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -50,7 +64,27 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._stop_header_timer()
+        if self.early_answer is not None and self._answered_early():
+            return
         super().on_headers_complete()
+
+    def _answered_early(self) -> bool:
+        """Answers an HTTP/1.1 request with the response `early_answer` gives, if any; its body, if any, is
+        then discarded by uvicorn (a completed cycle takes no body) and the connection kept alive."""
+        idle = self.cycle is None or self.cycle.response_complete
+        if self.parser.get_http_version() != "1.1" or not idle:
+            return False  # HTTP/1.0, or a pipelined request behind one still being answered: the usual way
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        answer = self.early_answer(self.parser.get_method().decode("latin-1"), path, self.headers)
+        if answer is None:
+            return False
+        self.cycle = _AnsweredCycle()  # type: ignore[assignment]
+        self.transport.write(answer)
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+            return True
+        self.on_response_complete()  # the keep-alive timer, and the next request
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
@@ -87,9 +121,14 @@ class KServeRest:
         )
         self._server.cfg.timeout_keep_alive = KEEP_ALIVE_S
         # uvicorn builds one protocol object per connection from this class (uvicorn.Config.http).
-        self._server.cfg.http = type(
+        self._protocol = type(
             "HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout_s": header_timeout_s}
         )
+        self._server.cfg.http = self._protocol
+
+    def answer_early(self, answer: Callable[[str, str, list[tuple[bytes, bytes]]], bytes | None]) -> None:
+        """Lets `answer(method, path, headers)` answer a request as soon as its headers are read."""
+        self._protocol.early_answer = staticmethod(answer)
 
     @property
     def app(self) -> FastAPI:

@@ -61,7 +61,8 @@ INLINE_BYTES = 20_000
 # towards refusing; MAX_IN_FLIGHT raises it. Without a bound, at 512 clients each waited 6 s.
 IN_FLIGHT_PER_WORKER = 8
 # Heavy revisions (>= HEAVY_REVISION_BYTES) in flight per heavy worker: one being tokenized, one waiting.
-# A flood of them is refused after their fetch instead of holding the bound the ordinary requests need.
+# Past it a heavy revision is refused (after its first fetch; scorer.KnownHeavy) instead of holding the bound
+# the ordinary requests need.
 HEAVY_IN_FLIGHT_PER_WORKER = 2
 # After the deadline, a job stuck in native code (SIGALRM cannot interrupt it) is given up this long later;
 # the job before it in the worker's queue may itself have used a whole deadline, hence twice the deadline.

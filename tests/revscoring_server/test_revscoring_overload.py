@@ -8,6 +8,8 @@ deadline: a server whose EXTRACTION_TIMEOUT_S (0.3 s) is below the time the 500 
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -88,7 +90,12 @@ def test_past_the_bound_every_route_is_refused_before_any_mediawiki_call(bounded
         too_big = bounded.predict(ISVC, {"rev_ids": others})
         held.append(pool.submit(bounded.predict, ISVC, {"rev_id": good}))
         _wait_for(lambda: len(proxy.requests) >= LIMIT)  # all three are in flight: the bound is full
-        # Refused by the server's guard before the body is read.
+        # Refused as soon as the headers are read; the connection stays usable (the body is discarded).
+        kept = http.client.HTTPConnection("127.0.0.1", bounded.port, timeout=30)
+        body = json.dumps({"rev_id": others[0]})
+        kept.request("POST", f"/v1/models/{ISVC}:predict", body, {"Content-Type": "application/json"})
+        on_kept = kept.getresponse()
+        on_kept_body, connection = json.loads(on_kept.read()), kept.sock
         single = bounded.predict(ISVC, {"rev_id": others[0]})
         batch = bounded.predict(ISVC, {"rev_ids": [others[0]]})
         event = bounded.predict(ISVC, {"event": revision_create_event(farm.manifest["enwiki"], others[0])})
@@ -103,13 +110,21 @@ def test_past_the_bound_every_route_is_refused_before_any_mediawiki_call(bounded
         proxy.clear()
         answers = [future.result() for future in held]
     assert not asked  # nothing refused reached MediaWiki
+    assert on_kept.status == 503 and on_kept.getheader("Retry-After") == "1", on_kept_body
+    assert f"limit of {LIMIT} revisions in flight" in on_kept_body["error"]
+    kept.request("POST", f"/v1/models/{ISVC}:predict", body, {"Content-Type": "application/json"})
+    again = kept.getresponse()
+    scored = json.loads(again.read())["enwiki"]["scores"][str(others[0])]["damaging"]
+    assert again.status == 200 and "score" in scored
+    assert kept.sock is connection  # the same connection answered both
+    kept.close()
     for refused in (too_big, single, batch, event):
         _assert_refused(refused)
         assert f"limit of {LIMIT} revisions in flight" in refused.json()["error"]
     _assert_refused(ores)
     assert ores.json()["error"]["code"] == "overloaded"
     assert ready.status_code == 200 and live.status_code == 200 and scraped.status_code == 200
-    assert 'requests_refused_total{limit="revisions"} 5.0' in scraped.text
+    assert 'requests_refused_total{limit="revisions"} 6.0' in scraped.text
     assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
     assert bounded.predict(ISVC, {"rev_id": others[0]}).status_code == 200  # the bound is given back
     assert _asked_mediawiki_about(proxy, {others[0]})  # (the proxy does see revision ids when asked)
