@@ -29,12 +29,13 @@ _REQUEST_TIMEOUT_ANSWER = (
 class _AnsweredCycle:
     """What uvicorn's protocol reads of a request/response cycle, for a request answered in the protocol."""
 
-    response_complete = True
+    response_complete = True  # uvicorn then discards the request's body
     disconnected = False
     keep_alive = True
 
     def __init__(self) -> None:
         self.message_event = asyncio.Event()
+        self.body_read = False
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -45,6 +46,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     connection, and its memory, for ever. Headers never reach the ASGI application, so the deadline must be
     here: from a connection's opening, or a new request's first byte, its headers must be complete within
     `header_timeout_s`, or the connection gets a 408 and is closed.
+
+    It can also answer a request as soon as its headers are read (`early_answer`: an overloaded server's
+    refusals), discarding its body, which must then arrive within the same deadline.
     """
 
     header_timeout_s: float = 10.0  # set by KServeRest from REQUEST_READ_TIMEOUT_S
@@ -57,16 +61,26 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._start_header_timer()
 
-    def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and (self.cycle is None or self.cycle.response_complete):
-            self._start_header_timer()  # the first bytes of a kept-alive connection's next request
-        super().data_received(data)
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._start_header_timer()  # the first byte of a kept-alive connection's next request
 
     def on_headers_complete(self) -> None:
         self._stop_header_timer()
         if self.early_answer is not None and self._answered_early():
+            self._start_header_timer()  # now the deadline of the body to discard
             return
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if isinstance(self.cycle, _AnsweredCycle):
+            if not self.cycle.body_read:  # the answered request's body is read: the connection is idle
+                self.cycle.body_read = True
+                self._stop_header_timer()
+                self.on_response_complete()  # uvicorn's keep-alive timer, and a pipelined next request
+            return
+        super().on_message_complete()
 
     def _answered_early(self) -> bool:
         """Answers an HTTP/1.1 request with the response `early_answer` gives, if any; its body, if any, is
@@ -82,8 +96,6 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self.transport.write(answer)
         if not self.parser.should_keep_alive():
             self.transport.close()
-            return True
-        self.on_response_complete()  # the keep-alive timer, and the next request
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -101,6 +113,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._header_timer = None
         if self.transport.is_closing():
+            return
+        if isinstance(self.cycle, _AnsweredCycle) and not self.cycle.body_read:
+            self.transport.close()  # the request was answered; its body did not come in time
             return
         body = b'{"error": "The request headers did not arrive within %g s."}' % self.header_timeout_s
         self.transport.write(_REQUEST_TIMEOUT_ANSWER % (len(body), body))
