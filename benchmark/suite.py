@@ -564,24 +564,32 @@ async def overload_scenario(ctx: Context) -> None:
 
 
 async def overload_runs(ctx: Context, server: Child, saturation: LoadResult) -> None:
-    """Issue 18 §3: `overload_factor` x the saturating concurrency, with health probes throughout."""
-    settings, report = ctx.settings, ctx.report
-    c = settings.overload_factor * saturation.concurrency
-    say(f"  overload: c={c} ({settings.overload_factor} x c={saturation.concurrency})")
+    """Issue 18 §3: `overload_factor` x the saturating concurrency, with health probes throughout; twice:
+    clients that wait the 503's Retry-After before retrying (as well-behaved ones do), and clients that
+    retry at once (the worst case: every refused client comes straight back)."""
+    c = ctx.settings.overload_factor * saturation.concurrency
+    say(f"  overload: c={c} ({ctx.settings.overload_factor} x c={saturation.concurrency})")
+    for backs_off, label in ((True, "clients wait Retry-After"), (False, "clients retry at once")):
+        await _overload_run(ctx, server, saturation, c, backs_off, label)
+
+
+async def _overload_run(
+    ctx: Context, server: Child, saturation: LoadResult, c: int, backs_off: bool, label: str
+) -> None:
+    settings, report, name = ctx.settings, ctx.report, ctx.target.name
     start_memory = server.memory()
     async with HealthProbe(server.url + ctx.target.ready_path) as health:
         result = await load(
-            server, ctx.ordinary, c, duration_s=settings.overload_s, warmup_s=2.0, name=f"overload c={c}",
-            progress_s=10.0,
+            server, ctx.ordinary, c, duration_s=settings.overload_s, warmup_s=2.0,
+            name=f"overload c={c}, {label}", progress_s=10.0, backs_off=backs_off,
         )
     end_memory = server.memory()
-    ctx.runs["overload"] = result
+    ctx.runs[f"overload, {label}"] = result
     other_5xx = sum(n for status, n in result.statuses.items() if status >= 500 and status != 503)
     other = {status: n for status, n in result.statuses.items() if status not in (200, 503)}
     sat_p99, admitted_p99 = saturation.percentile_ms(99), result.percentile_ms(99, ORDINARY)
     refused_p99 = percentile(result.refused, 99) * 1000.0
-    name = ctx.target.name
-    report.facts["overload"] = (
+    report.facts[f"overload, {label}"] = (
         f"c={c}, {settings.overload_s:g} s: {result.statuses.get(200, 0):,} admitted "
         f"({result.statuses.get(200, 0) / settings.overload_s:.1f}/s), "
         f"{result.statuses.get(503, 0):,} refused (503); other statuses {other or 'none'}; "
@@ -591,44 +599,50 @@ async def overload_runs(ctx: Context, server: Child, saturation: LoadResult) -> 
     not_refusals = "; ".join(e for e in result.error_examples if not e.startswith("HTTP 503"))[:300]
     growth = _ratio(end_memory.pss_mb, start_memory.pss_mb)
     report.checks += [
-        Check(name, "7. overload: admitted p99 / p99 at saturation", _ratio(admitted_p99, sat_p99), 2.0,
-              at_least=False, detail=f"{admitted_p99:.0f} / {sat_p99:.0f} ms (c={saturation.concurrency})"),
-        Check(name, "7. overload: refused (503) p99, ms", refused_p99, 50.0, at_least=False,
+        Check(name, f"7. overload ({label}): admitted p99 / p99 at saturation", _ratio(admitted_p99, sat_p99),
+              2.0, at_least=False,
+              detail=f"{admitted_p99:.0f} / {sat_p99:.0f} ms (c={saturation.concurrency})"),
+        Check(name, f"7. overload ({label}): refused (503) p99, ms", refused_p99, 50.0, at_least=False,
               detail=f"{len(result.refused):,} refused"),
-        Check(name, "7. overload: other 5xx answers", float(other_5xx), 0, at_least=False,
+        Check(name, f"7. overload ({label}): other 5xx answers", float(other_5xx), 0, at_least=False,
               detail=not_refusals or "none"),
-        Check(name, "7. overload: memory after / before (PSS)", growth, 1.10, at_least=False,
+        Check(name, f"7. overload ({label}): memory after / before (PSS)", growth, 1.10, at_least=False,
               detail=f"{start_memory.pss_mb:.0f} -> {end_memory.pss_mb:.0f} MB"),
-        Check(name, "7. overload: health probes failed", float(health.failed), 0, at_least=False,
+        Check(name, f"7. overload ({label}): health probes failed", float(health.failed), 0, at_least=False,
               detail=health.summary()),
     ]
 
 
 async def flood_run(ctx: Context, server: Child, base: LoadResult) -> None:
     """Clients sending only heavy revisions, while a few send ordinary ones: the ordinary ones are served.
-    `base`: ordinary requests alone, at the ordinary clients' concurrency."""
+    `base`: ordinary requests alone, at the ordinary clients' concurrency. Twice, as the overload: heavy
+    clients that wait Retry-After, then heavy clients that retry at once."""
+    if any(spec.label == HEAVY for spec in ctx.heavy_mix):
+        for backs_off, label in ((True, "flood waits Retry-After"), (False, "flood retries at once")):
+            await _flood_run(ctx, server, base, backs_off, label)
+
+
+async def _flood_run(ctx: Context, server: Child, base: LoadResult, backs_off: bool, label: str) -> None:
     settings, name = ctx.settings, ctx.target.name
     heavy = [spec for spec in ctx.heavy_mix if spec.label == HEAVY]
-    if not heavy:
-        return
     ordinary_c = base.concurrency
-    say(f"  heavy flood: c={settings.flood_concurrency} heavy-only, with c={ordinary_c} ordinary")
+    say(f"  heavy flood: c={settings.flood_concurrency} heavy-only ({label}), with c={ordinary_c} ordinary")
     async with HealthProbe(server.url + ctx.target.ready_path) as health:
         flood, ordinary = await asyncio.gather(
             load(server, heavy, settings.flood_concurrency, duration_s=settings.flood_s, warmup_s=2.0,
-                 name="flood", progress_s=0),
+                 name="flood", progress_s=0, backs_off=backs_off),
             load(server, ctx.ordinary, ordinary_c, duration_s=settings.flood_s, warmup_s=2.0,
                  name="ordinary during flood", progress_s=5.0),
         )
     served = ordinary.statuses.get(200, 0) / settings.flood_s
-    ctx.report.facts["heavy flood"] = (
+    ctx.report.facts[f"heavy flood, {label}"] = (
         f"heavy c={settings.flood_concurrency}: statuses {dict(sorted(flood.statuses.items()))}; ordinary "
         f"c={ordinary_c}: statuses {dict(sorted(ordinary.statuses.items()))}, {served:.1f} served/s, p99 "
         f"{ordinary.percentile_ms(99, ORDINARY):.0f} ms; health probes {health.summary()}; heavy answers "
         f"e.g. {flood.error_examples[:1] or 'none'}"
     )
     ctx.report.checks.append(
-        Check(name, f"7. heavy flood: ordinary requests served / served alone (c={ordinary_c})",
+        Check(name, f"7. heavy flood ({label}): ordinary served / served alone (c={ordinary_c})",
               _ratio(served, base.throughput), 0.25,
               detail=f"{served:.1f} / {base.throughput:.1f} req/s; health {health.summary()}")
     )
