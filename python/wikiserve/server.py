@@ -72,7 +72,9 @@ def kserve_message(error: Exception) -> str:
 
 
 class RequestGuard:
-    """ASGI middleware: request ids, the body size limit, and refusing new work while draining."""
+    """ASGI middleware: request ids, the body size limit and read deadline, and refusing new work while
+    draining or while the models' admission bound is full (`early_refusal` does the latter sooner, in
+    uvicorn's protocol; this is the way for what the protocol leaves to the application)."""
 
     def __init__(
         self,
