@@ -1,7 +1,7 @@
 """`make bench` = `python -m benchmark`: record (if needed), measure every target, write the results.
 
     python -m benchmark [--targets editquality,articlequality,outlink] [--quick] [--record] [--no-readme]
-                        [--strict]
+                        [--strict] [--only memory,heavy,latency,cores,thread,overload]
 
 Results: `.state/bench/results/latest.md` and `latest.png` (plus time-stamped copies); the performance
 section of `benchmark/README.md` gets the same table.
@@ -36,11 +36,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-readme", action="store_true", help="do not update benchmark/README.md")
     parser.add_argument("--strict", action="store_true", help="exit 1 unless every target is met")
     parser.add_argument("--models-dir", type=Path, default=REPO / "models")
+    parser.add_argument(
+        "--only", default="", help="scenarios (memory,heavy,latency,cores,thread,overload); the sweep always runs"
+    )
     return parser.parse_args(argv)
 
 
 def make_settings(args: argparse.Namespace) -> BenchSettings:
-    settings = BenchSettings(REPO, REPO / ".state" / "bench", cores=len(os.sched_getaffinity(0)))
+    settings = BenchSettings(
+        REPO,
+        REPO / ".state" / "bench",
+        cores=len(os.sched_getaffinity(0)),
+        only=tuple(name.strip() for name in args.only.split(",") if name.strip()),
+    )
     if args.quick:
         settings = dataclasses.replace(
             settings,
@@ -50,6 +58,8 @@ def make_settings(args: argparse.Namespace) -> BenchSettings:
             memory_counts=(200, 1000),
             soak_total=2000,
             limit_s=3.0,
+            overload_s=10.0,
+            flood_s=6.0,
         )
     return settings
 

@@ -38,6 +38,8 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     error_examples: list[str] = field(default_factory=list)
     generator_cpu_s: float = 0.0
+    statuses: dict[int, int] = field(default_factory=dict)  # HTTP status -> answers (0: no answer)
+    refused: list[float] = field(default_factory=list)  # latencies of 503 answers (admission control)
 
     @property
     def throughput(self) -> float:
@@ -116,10 +118,15 @@ class _Run:
         self.issued += 1
         return spec
 
-    def record(self, spec: RequestSpec, started: float, finished: float, error: str | None) -> None:
+    def record(
+        self, spec: RequestSpec, started: float, finished: float, error: str | None, status: int = 200
+    ) -> None:
         if started < self.measure_from:
             return  # warm-up
         result = self.result
+        result.statuses[status] = result.statuses.get(status, 0) + 1
+        if status == 503:
+            result.refused.append(finished - started)
         if error is None:
             # A request that outlived the window still tells its latency (a slow kind must not vanish
             # from the percentiles because it is slow), but it does not count towards throughput.
@@ -137,19 +144,34 @@ class _Run:
             self.on_completed(result.completed)
 
 
-async def _client(session: aiohttp.ClientSession, base_url: str, run: _Run) -> None:
+async def _client(session: aiohttp.ClientSession, base_url: str, run: _Run, backs_off: bool) -> None:
     headers = {"Content-Type": "application/json"}
     while (spec := run.next_spec()) is not None:
         started = time.perf_counter()
         error: str | None = None
+        status = 0
+        wait_s = 0.0
         try:
             async with session.post(base_url + spec.path, data=spec.body, headers=headers) as response:
                 body = await response.read()
+                status = response.status
                 if response.status != 200:
                     error = f"HTTP {response.status}: {body[:200].decode('utf-8', 'replace')}"
+                if backs_off and status == 503:
+                    wait_s = _retry_after_s(response.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as failure:
             error = f"{type(failure).__name__}: {failure}"
-        run.record(spec, started, time.perf_counter(), error)
+        run.record(spec, started, time.perf_counter(), error, status)
+        if wait_s:
+            await asyncio.sleep(wait_s)
+
+
+def _retry_after_s(value: str | None, cap_s: float = 5.0) -> float:
+    """A 503's Retry-After in seconds (at most `cap_s`; 0 when absent or not a number of seconds)."""
+    try:
+        return min(cap_s, max(0.0, float(value or 0)))
+    except ValueError:
+        return 0.0
 
 
 async def _progress(run: _Run, name: str, interval_s: float, stream: TextIO) -> None:
@@ -182,12 +204,14 @@ async def run_load(
     timeout_s: float = 300.0,
     on_completed: Callable[[int], None] | None = None,
     stream: TextIO = sys.stderr,
+    backs_off: bool = False,
 ) -> LoadResult:
     """Runs `concurrency` closed-loop clients over `specs` (in order, cycling).
 
     Stops after `duration_s` of measurement (following `warmup_s` whose requests are not counted) or after
     `total` requests, whichever comes first. Throughput counts requests that both started and finished
-    inside the measurement window.
+    inside the measurement window. With `backs_off`, a client answered 503 waits its `Retry-After` (as a
+    well-behaved client does) before its next request; without, it sends the next one at once.
     """
     if not specs or concurrency < 1 or (duration_s is None and total is None):
         raise ValueError("need specs, concurrency >= 1 and a duration or a total")
@@ -202,7 +226,7 @@ async def run_load(
         async with aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=timeout_s)
         ) as session:
-            await asyncio.gather(*(_client(session, base_url, run) for _ in range(concurrency)))
+            await asyncio.gather(*(_client(session, base_url, run, backs_off) for _ in range(concurrency)))
     finally:
         if reporter is not None:
             reporter.cancel()

@@ -8,6 +8,7 @@ import random
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmark.loadgen import LoadResult, RequestSpec, combine, run_load
+from benchmark.loadgen import LoadResult, RequestSpec, combine, percentile, run_load
 from benchmark.procs import Child, Memory, free_port, start_child, tree_cpu
 from benchmark.record import Prepared
 from benchmark.report import Check, ServiceReport
@@ -40,6 +41,11 @@ class BenchSettings:
     soak_targets: tuple[str, ...] = ("enwiki-damaging",)
     limit_s: float = 8.0
     cores: int = 2
+    overload_factor: int = 4  # overload: this many times the concurrency where throughput saturates
+    overload_s: float = 60.0
+    flood_concurrency: int = 32  # heavy-revision flood: clients sending only >= 500 KB revisions
+    flood_s: float = 20.0
+    only: tuple[str, ...] = ()  # scenario names to run (empty: all); the sweep always runs
 
     @property
     def log_dir(self) -> Path:
@@ -550,17 +556,179 @@ async def bench_target(target: Target, prepared: Prepared, settings: BenchSettin
 async def server_scenarios(ctx: Context, memory: dict[int, Memory]) -> None:
     server = await asyncio.to_thread(start_server, ctx)
     ctx.report.facts["start-up to ready"] = f"{server.ready_s:.1f} s"
+    only = ctx.settings.only
+
+    def chosen(name: str) -> bool:
+        return not only or name in only
+
     try:
-        await memory_run(ctx, server, memory)
+        if chosen("memory"):
+            await memory_run(ctx, server, memory)
         await sweep(ctx, server)
-        if ctx.heavy_mix:
+        if ctx.heavy_mix and chosen("heavy"):
             await heavy_runs(ctx, server)
-        await latency_runs(ctx, server)
-        await cores_runs(ctx, server)
-        if ctx.target.kind != "outlink":
+        if chosen("latency"):
+            await latency_runs(ctx, server)
+        if chosen("cores"):
+            await cores_runs(ctx, server)
+        if ctx.target.kind != "outlink" and chosen("thread"):
             await thread_runs(ctx, server)
     finally:
         server.stop()
+    if ctx.target.kind == "revscoring" and chosen("overload"):
+        await overload_scenario(ctx)
+
+
+async def overload_scenario(ctx: Context) -> None:
+    """A server without the score cache (every request extracts: the overload is of the workers, not of
+    cache hits), its own saturation found by a sweep, then the overload and the heavy flood."""
+    settings = ctx.settings
+    server = await asyncio.to_thread(start_server, ctx, None, "-overload", {"SCORE_CACHE_SIZE": "0"})
+    try:
+        sweep_runs = []
+        for concurrency in (c for c in settings.concurrencies if c >= 8):
+            result = await load(
+                server, ctx.ordinary, concurrency, duration_s=settings.run_s, warmup_s=settings.warmup_s,
+                name=f"no cache c={concurrency}", progress_s=0,
+            )
+            sweep_runs.append(result)
+            say(
+                f"  no cache c={concurrency}: {result.throughput:.1f} req/s, "
+                f"p99 {result.percentile_ms(99):.1f} ms, statuses {dict(sorted(result.statuses.items()))}"
+            )
+        # Saturation is measured on answered requests, below the admission bound (no 503 in the run).
+        unrefused = [r for r in sweep_runs if not r.statuses.get(503)] or sweep_runs[:1]
+        saturation = max(unrefused, key=lambda r: r.throughput)
+        ctx.report.facts["saturation without the score cache"] = (
+            f"c={saturation.concurrency}: {saturation.throughput:.1f} req/s, p50 "
+            f"{saturation.percentile_ms(50):.0f} ms, p99 {saturation.percentile_ms(99):.0f} ms"
+        )
+        await overload_runs(ctx, server, saturation)
+        await flood_run(ctx, server, sweep_runs[0])
+    finally:
+        server.stop()
+
+
+async def overload_runs(ctx: Context, server: Child, saturation: LoadResult) -> None:
+    """Issue 18 §3: `overload_factor` x the saturating concurrency, with health probes throughout; twice:
+    clients that wait the 503's Retry-After before retrying (as well-behaved ones do), and clients that
+    retry at once (the worst case: every refused client comes straight back)."""
+    c = ctx.settings.overload_factor * saturation.concurrency
+    say(f"  overload: c={c} ({ctx.settings.overload_factor} x c={saturation.concurrency})")
+    for backs_off, label in ((True, "clients wait Retry-After"), (False, "clients retry at once")):
+        await _overload_run(ctx, server, saturation, c, backs_off, label)
+
+
+async def _overload_run(
+    ctx: Context, server: Child, saturation: LoadResult, c: int, backs_off: bool, label: str
+) -> None:
+    settings, report, name = ctx.settings, ctx.report, ctx.target.name
+    start_memory = server.memory()
+    async with HealthProbe(server.url + ctx.target.ready_path) as health:
+        result = await load(
+            server, ctx.ordinary, c, duration_s=settings.overload_s, warmup_s=2.0,
+            name=f"overload c={c}, {label}", progress_s=10.0, backs_off=backs_off,
+        )
+    end_memory = server.memory()
+    ctx.runs[f"overload, {label}"] = result
+    other_5xx = sum(n for status, n in result.statuses.items() if status >= 500 and status != 503)
+    other = {status: n for status, n in result.statuses.items() if status not in (200, 503)}
+    sat_p99, admitted_p99 = saturation.percentile_ms(99), result.percentile_ms(99, ORDINARY)
+    refused_p99 = percentile(result.refused, 99) * 1000.0
+    report.facts[f"overload, {label}"] = (
+        f"c={c}, {settings.overload_s:g} s: {result.statuses.get(200, 0):,} admitted "
+        f"({result.statuses.get(200, 0) / settings.overload_s:.1f}/s), "
+        f"{result.statuses.get(503, 0):,} refused (503); other statuses {other or 'none'}; "
+        f"admitted p50/p99 {result.percentile_ms(50, ORDINARY):.0f}/{admitted_p99:.0f} ms; refused p50/p99 "
+        f"{percentile(result.refused, 50) * 1000:.1f}/{refused_p99:.1f} ms; health probes {health.summary()}"
+    )
+    not_refusals = "; ".join(e for e in result.error_examples if not e.startswith("HTTP 503"))[:300]
+    growth = _ratio(end_memory.pss_mb, start_memory.pss_mb)
+    report.checks += [
+        Check(name, f"7. overload ({label}): admitted p99 / p99 at saturation", _ratio(admitted_p99, sat_p99),
+              2.0, at_least=False,
+              detail=f"{admitted_p99:.0f} / {sat_p99:.0f} ms (c={saturation.concurrency})"),
+        Check(name, f"7. overload ({label}): refused (503) p99, ms", refused_p99, 50.0, at_least=False,
+              detail=f"{len(result.refused):,} refused"),
+        Check(name, f"7. overload ({label}): other 5xx answers", float(other_5xx), 0, at_least=False,
+              detail=not_refusals or "none"),
+        Check(name, f"7. overload ({label}): memory after / before (PSS)", growth, 1.10, at_least=False,
+              detail=f"{start_memory.pss_mb:.0f} -> {end_memory.pss_mb:.0f} MB"),
+        Check(name, f"7. overload ({label}): health probes failed", float(health.failed), 0, at_least=False,
+              detail=health.summary()),
+    ]
+
+
+async def flood_run(ctx: Context, server: Child, base: LoadResult) -> None:
+    """Clients sending only heavy revisions, while a few send ordinary ones: the ordinary ones are served.
+    `base`: ordinary requests alone, at the ordinary clients' concurrency. Twice, as the overload: heavy
+    clients that wait Retry-After, then heavy clients that retry at once."""
+    if any(spec.label == HEAVY for spec in ctx.heavy_mix):
+        for backs_off, label in ((True, "flood waits Retry-After"), (False, "flood retries at once")):
+            await _flood_run(ctx, server, base, backs_off, label)
+
+
+async def _flood_run(ctx: Context, server: Child, base: LoadResult, backs_off: bool, label: str) -> None:
+    settings, name = ctx.settings, ctx.target.name
+    heavy = [spec for spec in ctx.heavy_mix if spec.label == HEAVY]
+    ordinary_c = base.concurrency
+    say(f"  heavy flood: c={settings.flood_concurrency} heavy-only ({label}), with c={ordinary_c} ordinary")
+    async with HealthProbe(server.url + ctx.target.ready_path) as health:
+        flood, ordinary = await asyncio.gather(
+            load(server, heavy, settings.flood_concurrency, duration_s=settings.flood_s, warmup_s=2.0,
+                 name="flood", progress_s=0, backs_off=backs_off),
+            load(server, ctx.ordinary, ordinary_c, duration_s=settings.flood_s, warmup_s=2.0,
+                 name="ordinary during flood", progress_s=5.0),
+        )
+    served = ordinary.statuses.get(200, 0) / settings.flood_s
+    ctx.report.facts[f"heavy flood, {label}"] = (
+        f"heavy c={settings.flood_concurrency}: statuses {dict(sorted(flood.statuses.items()))}; ordinary "
+        f"c={ordinary_c}: statuses {dict(sorted(ordinary.statuses.items()))}, {served:.1f} served/s, p99 "
+        f"{ordinary.percentile_ms(99, ORDINARY):.0f} ms; health probes {health.summary()}; heavy answers "
+        f"e.g. {flood.error_examples[:1] or 'none'}"
+    )
+    ctx.report.checks.append(
+        Check(name, f"7. heavy flood ({label}): ordinary served / served alone (c={ordinary_c})",
+              _ratio(served, base.throughput), 0.25,
+              detail=f"{served:.1f} / {base.throughput:.1f} req/s; health {health.summary()}")
+    )
+
+
+class HealthProbe:
+    """Asks the readiness route every `interval_s` while a run goes on; counts failures and the slowest."""
+
+    def __init__(self, url: str, interval_s: float = 0.5, timeout_s: float = 2.0) -> None:
+        self.url, self.interval_s, self.timeout_s = url, interval_s, timeout_s
+        self.answered = self.failed = 0
+        self.slowest_s = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> HealthProbe:
+        self._task = asyncio.create_task(self._probe())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    def summary(self) -> str:
+        return f"{self.answered} answered 200, {self.failed} failed, slowest {self.slowest_s * 1000:.0f} ms"
+
+    async def _probe(self) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                started = time.perf_counter()
+                try:
+                    async with session.get(self.url) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (TimeoutError, aiohttp.ClientError):
+                    ok = False
+                self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
+                self.answered += ok
+                self.failed += not ok
+                await asyncio.sleep(self.interval_s)
 
 
 def _single_times(limit: dict) -> str:

@@ -21,7 +21,8 @@ from dev.seed_table import OUTLINK_ISVC, REPO_ROOT, load_rows
 from revscoring_server.executor import one_thread
 from revscoring_server.ores.local import ores_router
 from revscoring_server.scorer import Scorers
-from revscoring_server.workers import pool_from_values
+from revscoring_server.workers import in_flight_limit, pool_from_values
+from wikiserve.admission import Admission
 from wikiserve.config import ServerSettings, read_settings_or_exit
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.score_cache import build_score_cache
@@ -77,7 +78,8 @@ def main() -> None:
         workers = pool_from_values(values)
         cache = build_score_cache(settings.score_cache)
         # One scorer per wiki, behind the KServe routes and ORES's API alike.
-        scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"])
+        admission = Admission(in_flight_limit(values))  # as the image: revisions in flight, every route
+        scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"], admission)
         models = build_models(settings, models_dir, pool, scorers)
         if workers is not None:
             workers.start()  # forked after every model loaded: the workers share them

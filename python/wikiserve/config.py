@@ -120,6 +120,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HTTP_PORT", int, 8080, "listening port; --http_port overrides", minimum=1, maximum=65535),
     Setting("GRPC_PORT", int, None, "KServe's V2 gRPC port; unset: no gRPC", minimum=1, maximum=65535),
     Setting("MAX_BODY_BYTES", int, 1024 * 1024, "request body limit in bytes, 413 above it", minimum=1),
+    # Slow clients (slowloris): a connection must send a request's headers, and then its body, each within
+    # this many seconds, or it is dropped (headers: 408 and closed; body: 408).
+    Setting("REQUEST_READ_TIMEOUT_S", float, 10.0, "seconds for a request's headers, and for its body",
+            above=0, maximum=3600),
     # Below Kubernetes' default 30 s termination grace period, so the drain ends before SIGKILL would.
     Setting("SHUTDOWN_GRACE_S", float, 25.0, "SIGTERM drain period in seconds", minimum=0),
     Setting("LOG_FORMAT", str, "json", "log format", choices=("json", "text")),
@@ -161,6 +165,13 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, maximum=19),
     Setting("HEAVY_EXTRACTION_NICE", int, 10, "nice increment of the heavy-lane workers", used_by=REVSCORING,
             minimum=0, maximum=19),
+    # Admission control (wikiserve.admission): past the bound, a 503 with Retry-After before any MediaWiki
+    # call. Unset: 8 per ordinary worker (why 8: revscoring_server/workers.py, IN_FLIGHT_PER_WORKER).
+    Setting("MAX_IN_FLIGHT", int, None, "revisions in flight per process, 503 past it; unset: 8 per "
+            "extraction worker, 0: no limit", used_by=REVSCORING, minimum=0, maximum=100_000),
+    # ORES stopped a revision's extraction after 15 s (its TimeoutError).
+    Setting("EXTRACTION_TIMEOUT_S", float, 15.0, "seconds one revision's extraction may take",
+            used_by=REVSCORING, above=0, maximum=3600),
     # Outlink.
     Setting("OUTLINK_LINKS_PER_CALL", str, "max", "links per MediaWiki call", used_by=OUTLINK,
             check=_links_per_call),
@@ -315,6 +326,7 @@ class ServerSettings:
     http_port: int = default("HTTP_PORT")
     grpc_port: int | None = default("GRPC_PORT")  # KServe's V2 gRPC is served only when a port is configured
     max_body_bytes: int = default("MAX_BODY_BYTES")
+    read_timeout_s: float = default("REQUEST_READ_TIMEOUT_S")
     shutdown_grace_s: float = default("SHUTDOWN_GRACE_S")
     json_logs: bool = default("LOG_FORMAT") == "json"
     log_level: str = default("LOG_LEVEL")
@@ -336,6 +348,7 @@ class ServerSettings:
             http_port=values["HTTP_PORT"],
             grpc_port=values["GRPC_PORT"],
             max_body_bytes=values["MAX_BODY_BYTES"],
+            read_timeout_s=values["REQUEST_READ_TIMEOUT_S"],
             shutdown_grace_s=values["SHUTDOWN_GRACE_S"],
             json_logs=values["LOG_FORMAT"] != "text",
             log_level=values["LOG_LEVEL"],

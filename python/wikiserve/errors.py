@@ -12,12 +12,16 @@ class ServingError(Exception):
 
     status: int = 500
 
-    def __init__(self, message: str, api_code: str | None = None) -> None:
+    def __init__(
+        self, message: str, api_code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         # The MediaWiki API error code behind this error, if any (e.g. "nosuchrevid"), for callers that
         # turn a specific code into a more specific message.
         self.api_code = api_code
+        # Response headers the error answers with (e.g. Retry-After of a 503 for overload).
+        self.headers = headers or {}
 
 
 class InvalidRequest(ServingError):
@@ -30,6 +34,12 @@ class PayloadTooLarge(ServingError):
     """The request body is over the configured limit (413)."""
 
     status = 413
+
+
+class RequestTimeout(ServingError):
+    """The request's body did not arrive within REQUEST_READ_TIMEOUT_S (408; the connection is closed)."""
+
+    status = 408
 
 
 class MediaWikiError(ServingError):

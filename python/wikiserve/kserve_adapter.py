@@ -3,11 +3,13 @@
 KServe's ModelServer builds its FastAPI application inside `UvicornServer` and keeps it, the uvicorn server,
 the data plane and the model registry as attributes without a public accessor. The model servers need them
 to put their middleware in front of the application, add ORES's routes, stop uvicorn at the end of the
-drain period, list the loaded models and serve the V2 gRPC protocol in their own event loop.
+drain period, list the loaded models and serve the V2 gRPC protocol in their own event loop. uvicorn's HTTP
+protocol is subclassed here too (a deadline on request headers), for the same reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -15,14 +17,115 @@ import kserve
 from fastapi import FastAPI
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import UvicornServer
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 KEEP_ALIVE_S = 30  # idle keep-alive connections are closed after this (uvicorn's default is 5 s)
+_REQUEST_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+
+
+class _AnsweredCycle:
+    """What uvicorn's protocol reads of a request/response cycle, for a request answered in the protocol."""
+
+    response_complete = True  # uvicorn then discards the request's body
+    disconnected = False
+    keep_alive = True
+
+    def __init__(self) -> None:
+        self.message_event = asyncio.Event()
+        self.body_read = False
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, what uvicorn picks here), with a deadline on request headers.
+
+    uvicorn waits for a request's headers without limit (its keep-alive timer runs only between requests,
+    and not at all before a connection's first request), so a client sending a byte a minute holds its
+    connection, and its memory, for ever. Headers never reach the ASGI application, so the deadline must be
+    here: from a connection's opening, or a new request's first byte, its headers must be complete within
+    `header_timeout_s`, or the connection gets a 408 and is closed.
+
+    It can also answer a request as soon as its headers are read (`early_answer`: an overloaded server's
+    refusals), discarding its body, which must then arrive within the same deadline.
+    """
+
+    header_timeout_s: float = 10.0  # set by KServeRest from REQUEST_READ_TIMEOUT_S
+    # (method, path, headers) -> a whole HTTP response refusing the request now, or None (set by the server:
+    # an overloaded server refuses here, before a task, an ASGI cycle or the body, the cheapest place).
+    early_answer: Callable[[str, str, list[tuple[bytes, bytes]]], bytes | None] | None = None
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._start_header_timer()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._start_header_timer()  # the first byte of a kept-alive connection's next request
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        if self.early_answer is not None and self._answered_early():
+            self._start_header_timer()  # now the deadline of the body to discard
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        if isinstance(self.cycle, _AnsweredCycle):
+            if not self.cycle.body_read:  # the answered request's body is read: the connection is idle
+                self.cycle.body_read = True
+                self._stop_header_timer()
+                self.on_response_complete()  # uvicorn's keep-alive timer, and a pipelined next request
+            return
+        super().on_message_complete()
+
+    def _answered_early(self) -> bool:
+        """Answers an HTTP/1.1 request with the response `early_answer` gives, if any; its body, if any, is
+        then discarded by uvicorn (a completed cycle takes no body) and the connection kept alive."""
+        idle = self.cycle is None or self.cycle.response_complete
+        if self.parser.get_http_version() != "1.1" or not idle:
+            return False  # HTTP/1.0, or a pipelined request behind one still being answered: the usual way
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        answer = self.early_answer(self.parser.get_method().decode("latin-1"), path, self.headers)
+        if answer is None:
+            return False
+        self.cycle = _AnsweredCycle()  # type: ignore[assignment]
+        self.transport.write(answer)
+        if not self.parser.should_keep_alive():
+            self.transport.close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+    def _start_header_timer(self) -> None:
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if isinstance(self.cycle, _AnsweredCycle) and not self.cycle.body_read:
+            self.transport.close()  # the request was answered; its body did not come in time
+            return
+        body = b'{"error": "The request headers did not arrive within %g s."}' % self.header_timeout_s
+        self.transport.write(_REQUEST_TIMEOUT_ANSWER % (len(body), body))
+        self.transport.close()
 
 
 class KServeRest:
     """KServe's REST server of `model_server`: its FastAPI app, and the uvicorn server around it."""
 
-    def __init__(self, model_server: kserve.ModelServer, port: int) -> None:
+    def __init__(self, model_server: kserve.ModelServer, port: int, header_timeout_s: float) -> None:
         self._server = UvicornServer(
             port,
             [],
@@ -32,6 +135,15 @@ class KServeRest:
             log_config=None,
         )
         self._server.cfg.timeout_keep_alive = KEEP_ALIVE_S
+        # uvicorn builds one protocol object per connection from this class (uvicorn.Config.http).
+        self._protocol = type(
+            "HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout_s": header_timeout_s}
+        )
+        self._server.cfg.http = self._protocol
+
+    def answer_early(self, answer: Callable[[str, str, list[tuple[bytes, bytes]]], bytes | None]) -> None:
+        """Lets `answer(method, path, headers)` answer a request as soon as its headers are read."""
+        self._protocol.early_answer = staticmethod(answer)
 
     @property
     def app(self) -> FastAPI:

@@ -30,3 +30,13 @@ SCORE_CACHE_ERRORS = Counter(
     "Score cache calls that failed (the request went on without the cache).",
     ["backend"],
 )
+REQUESTS_REFUSED = Counter(
+    "requests_refused_total",
+    "Work refused because the server was at its limit (admission control), by what was full.",
+    ["limit"],
+)
+EXTRACTION_TIMEOUTS = Counter(
+    "feature_extraction_timeouts_total",
+    "Extraction jobs stopped at EXTRACTION_TIMEOUT_S, by how (interrupted in the worker, lane replaced).",
+    ["how"],
+)

@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 import kserve
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
@@ -28,8 +29,9 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import add_GRPCInferenceServiceServicer_to_server
 from kserve.protocol.grpc.servicer import InferenceServicer
 
+from wikiserve.admission import Admission, Overloaded
 from wikiserve.config import ServerSettings
-from wikiserve.errors import PayloadTooLarge, ServingError
+from wikiserve.errors import PayloadTooLarge, RequestTimeout, ServingError
 from wikiserve.kserve_adapter import KServeRest, grpc_servicer, loaded_models
 from wikiserve.logs import REQUEST_ID, configure_logging
 from wikiserve.validation import shortened
@@ -70,11 +72,23 @@ def kserve_message(error: Exception) -> str:
 
 
 class RequestGuard:
-    """ASGI middleware: request ids, the body size limit, and refusing new work while draining."""
+    """ASGI middleware: request ids, the body size limit and read deadline, and refusing new work while
+    draining or while the models' admission bound is full (`early_refusal` does the latter sooner, in
+    uvicorn's protocol; this is the way for what the protocol leaves to the application)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        read_timeout_s: float = 10.0,
+        admission: Admission | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
+        # The model's bound on work in flight: when it is full, scoring requests are refused here, before
+        # their body is read or parsed (a refusal must be cheap: refused clients come back at once).
+        self.admission = admission
         self.in_flight = 0
         self.draining = False
 
@@ -93,6 +107,11 @@ class RequestGuard:
                 await _send_json(
                     send, 503, {"error": "The server is shutting down; retry on another replica."}, request_id
                 )
+                return
+            if self.admission is not None and self.admission.full() and _asks_for_work(scope):
+                refusal = self.admission.refusal()
+                body = _refusal_body(scope, refusal.message)
+                await _send_json(send, 503, body, request_id, refusal.headers)
                 return
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -113,18 +132,49 @@ class RequestGuard:
         finally:
             REQUEST_ID.reset(token)
 
+    def early_refusal(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The whole 503 response for a scoring request while the admission bound is full, else None. Called
+        by uvicorn's protocol as soon as the headers are read: overloaded, the server spends on a refusal
+        only this, because refused clients come back at once (measured: benchmark/README.md)."""
+        if self.admission is None or not self.admission.full() or self.draining:
+            return None
+        scope = {"method": method, "path": path}
+        if not _asks_for_work(scope):
+            return None
+        refusal = self.admission.refusal()
+        body = orjson.dumps(_refusal_body(scope, refusal.message))
+        request_id = request_id_from(dict(headers).get(b"x-request-id"))
+        return (
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            b"retry-after: %s\r\nx-request-id: %s\r\ncontent-length: %d\r\n\r\n%s"
+            % (refusal.headers["Retry-After"].encode(), request_id.encode(), len(body), body)
+        )
+
     def _too_large(self) -> str:
         return f"The request body is larger than {self.max_body_bytes} bytes."
 
     def _limited(self, receive: Callable) -> Callable:
-        """Counts a body sent without Content-Length (chunked) and stops reading past the limit."""
+        """Counts a body sent without Content-Length (chunked) and stops reading past the limit; a body not
+        complete within `read_timeout_s` of the request's start is a 408 (and the connection is closed)."""
         received = 0
+        complete = False
+        deadline = asyncio.get_running_loop().time() + self.read_timeout_s
 
         async def guarded_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body, receive() waits for the client to go away: no deadline
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"The request body did not arrive within {self.read_timeout_s:g} s.",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     raise PayloadTooLarge(self._too_large())
             return message
@@ -136,6 +186,20 @@ class RequestGuard:
 # it killed before its in-flight requests finish) and Prometheus can scrape the last counts. Readiness and
 # new inference requests get 503, so Kubernetes sends no more traffic.
 ANSWERED_WHILE_DRAINING = frozenset({"/", "/metrics", "/v2/health/live"})
+
+
+ORES_SCORES = "/v3/scores/"  # ORES's API (revscoring's router), whose errors have ORES's shape
+
+
+def _asks_for_work(scope: Scope) -> bool:
+    """Inference (every POST) and ORES's scores; never health, readiness, metadata or metrics."""
+    return scope.get("method") == "POST" or str(scope.get("path", "")).startswith(ORES_SCORES)
+
+
+def _refusal_body(scope: Scope, message: str) -> dict:
+    if str(scope.get("path", "")).startswith(ORES_SCORES):
+        return {"error": {"code": "overloaded", "message": message}}
+    return {"error": message}
 
 
 def _answered_while_draining(scope: Scope) -> bool:
@@ -157,8 +221,11 @@ class _ResponseTracker:
         await self._send(message)
 
 
-async def _send_json(send: Callable, status: int, body: dict, request_id: str) -> None:
-    response = ORJSONResponse(body, status_code=status, headers={"x-request-id": request_id})
+async def _send_json(
+    send: Callable, status: int, body: dict, request_id: str, headers: dict[str, str] | None = None
+) -> None:
+    headers = {"x-request-id": request_id, **(headers or {})}
+    response = ORJSONResponse(body, status_code=status, headers=headers)
     await response({"type": "http"}, None, send)
 
 
@@ -203,8 +270,10 @@ def _internal_error_message(error: Exception) -> str:
 
 async def _known_error(_: Request, error: Exception) -> ORJSONResponse:
     status, message = error_status(error) or (500, _internal_error_message(error))
-    _log_failure(status, message)
-    return ORJSONResponse({"error": message}, status_code=status)
+    if not isinstance(error, Overloaded):  # counted instead: a log line each would cost what refusing saves
+        _log_failure(status, message)
+    headers = error.headers if isinstance(error, ServingError) else None  # e.g. a 503's Retry-After
+    return ORJSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 def _log_failure(status: int, message: str) -> None:
@@ -285,7 +354,7 @@ class GuardedInferenceServicer(InferenceServicer):
 class WikiModelServer(kserve.ModelServer):
     """KServe's ModelServer with the guard, error handlers and graceful shutdown installed."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, admission: Admission | None = None) -> None:
         super().__init__(
             http_port=settings.http_port,
             enable_grpc=False,
@@ -294,6 +363,7 @@ class WikiModelServer(kserve.ModelServer):
         )
         configure_logging(settings.json_logs, settings.log_level)  # after KServe's own logging set-up
         self.settings = settings
+        self.admission = admission
         self.guard: RequestGuard | None = None
         self._rest: KServeRest | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -314,12 +384,18 @@ class WikiModelServer(kserve.ModelServer):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.drain_and_stop()))
-        self._rest = KServeRest(self, self.http_port)
+        self._rest = KServeRest(self, self.http_port, self.settings.read_timeout_s)
         install_error_handlers(self._rest.app)
         remove_model_repository_routes(self._rest.app)
         for router in routers:  # APIs served beside KServe's (e.g. ORES's /v3/scores/)
             self._rest.app.include_router(router)
-        self.guard = self._rest.wrap(lambda app: RequestGuard(app, self.settings.max_body_bytes))
+        self.guard = self._rest.wrap(
+            lambda app: RequestGuard(
+                app, self.settings.max_body_bytes, self.settings.read_timeout_s, self.admission
+            )
+        )
+        if self.admission is not None:
+            self._rest.answer_early(self.guard.early_refusal)
         if self.settings.grpc_port:
             try:
                 self._grpc = await self._start_grpc(self.settings.grpc_port)
@@ -381,10 +457,12 @@ def serve(
     settings: ServerSettings,
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = (),
     routers: Sequence[APIRouter] = (),
+    admission: Admission | None = None,
 ) -> None:
     """Serves `models` (and `routers`' routes) until SIGTERM/SIGINT, then awaits each `on_shutdown` hook (e.g.
-    closing a shared pool).
+    closing a shared pool). With `admission` (the models' bound on work in flight), scoring requests are
+    refused with 503 + Retry-After before their body is read while it is full.
 
     Loading happens before this: a model that failed to load never serves.
     """
-    WikiModelServer(settings).start(models, on_shutdown, routers)
+    WikiModelServer(settings, admission).start(models, on_shutdown, routers)

@@ -28,7 +28,8 @@ from revscoring_server.ores.local import ores_router
 from revscoring_server.scorer import Scorers
 from revscoring_server.scoring import ModelLoadError
 from revscoring_server.services import UnknownService, find_service
-from revscoring_server.workers import pool_from_values
+from revscoring_server.workers import in_flight_limit, pool_from_values
+from wikiserve.admission import Admission
 from wikiserve.config import EXIT_BAD_CONFIG, REVSCORING, ServerSettings, read_settings_or_exit
 from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     workers = pool_from_values(values)  # extraction in worker processes; see workers.py
     cache = build_score_cache(settings.score_cache)
     # One scorer per wiki, behind the KServe routes and ORES's API alike.
-    scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"])
+    admission = Admission(in_flight_limit(values))  # revisions in flight, every route together
+    scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"], admission)
     try:
         models = [
             RevscoringModel(find_service(isvc), path, settings, pool, scorers)
@@ -82,7 +84,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if workers is not None:
         workers.start()  # fork now: after the models loaded (shared), before the server starts threads
     try:
-        serve(models, settings, on_shutdown=_closers(pool, cache), routers=[ores_router(scorers)])
+        serve(
+            models,
+            settings,
+            on_shutdown=_closers(pool, cache),
+            routers=[ores_router(scorers)],
+            admission=admission,
+        )
     finally:
         if workers is not None:
             workers.close()

@@ -28,6 +28,18 @@ class OffLoopExecutor:
         thread pool: revscoring's native dependencies are not safe in two threads at once."""
         return False
 
+    def is_heavy(self, job: Any) -> bool:
+        """Whether `job` goes to a low-priority lane of its own (a thread pool has none)."""
+        return False
+
+    def heavy_lane_full(self) -> bool:
+        """Whether a heavy job would be refused now."""
+        return False
+
+    def heavy_refusal(self) -> Exception:
+        """The error a refused heavy job answers with."""
+        raise NotImplementedError("a thread pool has no heavy lane")
+
 
 def one_thread() -> OffLoopExecutor:
     """Extraction in ONE thread of the server process (EXTRACTION_WORKERS=0): revscoring's native

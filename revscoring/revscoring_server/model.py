@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,17 @@ class Prepared:
     verified: VerifiedRevision | None = None  # an event's revision, as MediaWiki reports it
 
 
+@dataclass
+class _Held:
+    """The admission one request holds (0: none yet)."""
+
+    cost: int = 0
+
+
+# Set by RevscoringModel.__call__ for the request it serves (each request runs in its own task and context).
+_HELD: ContextVar[_Held] = ContextVar("revscoring_admission")
+
+
 class RevscoringModel(kserve.Model):
     """One inference service `<dbname>-<model type>`: its binary, answered by its wiki's scorer."""
 
@@ -78,21 +90,44 @@ class RevscoringModel(kserve.Model):
         self.ready = True
         return self.ready
 
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """KServe's preprocess -> predict, holding the request's admission (taken in preprocess, once the
+        body says how many revisions it asks for) until the answer is made, whatever happens."""
+        held = _Held()
+        token = _HELD.set(held)
+        try:
+            return await super().__call__(*args, **kwargs)
+        finally:
+            _HELD.reset(token)
+            if held.cost:
+                self.scorers.admission.release(held.cost)
+
+    def _admit(self, revisions: int) -> None:
+        """Takes `revisions` of the process's bound for this request, or raises Overloaded (503)."""
+        held = _HELD.get(None)
+        if held is not None and not held.cost:
+            held.cost = self.scorers.admission.acquire(revisions)
+
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Prepared:
         body = parse_body(payload)
         reject_unknown_fields(body, REQUEST_FIELDS)
         extended_output = optional_bool(body, "extended_output")
         given = exactly_one_of(body, "rev_id", "rev_ids", "event")
         if given == "rev_ids":
-            return Prepared(require_rev_ids(body, MAX_REVISIONS), extended_output, batch=True)
+            rev_ids = require_rev_ids(body, MAX_REVISIONS)
+            self._admit(len(set(rev_ids)))
+            return Prepared(rev_ids, extended_output, batch=True)
         if given == "rev_id":
-            return Prepared([require_int(body, "rev_id")], extended_output)
+            rev_id = require_int(body, "rev_id")
+            self._admit(1)
+            return Prepared([rev_id], extended_output)
         event = parse_event(body["event"])
         if event.database != self.service.dbname:
             raise InvalidRequest(
                 f"The event is for wiki {event.database[:64]!r}, but this model ({self.name}) "
                 f"scores {self.service.dbname!r}."
             )
+        self._admit(1)  # before MediaWiki is asked anything
         # An event is a claim: MediaWiki is asked before anything is scored or posted (400 if it disagrees).
         verified = await verify_revision(self.client, event, self.service.dbname, self.service.domain)
         return Prepared([event.rev_id], extended_output, verified=verified)

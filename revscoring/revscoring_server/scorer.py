@@ -31,6 +31,7 @@ from revscoring_server.fetch import (
 )
 from revscoring_server.scoring import Outcome, RevisionJob, error_entry, score_revision_models
 from wikiserve import metrics
+from wikiserve.admission import Admission
 from wikiserve.errors import ServingError
 from wikiserve.logs import REQUEST_ID
 from wikiserve.score_cache import ScoreCache, ScoreKey
@@ -83,6 +84,26 @@ class RecentlyMissing:
             self._errors.popitem(last=False)
 
 
+class KnownHeavy:
+    """Revisions recently found heavy (their wikitext takes the heavy lane), at most `size` of them: while
+    that lane is full they are refused before they are fetched again. Fetching a 500 KB revision and its
+    parent costs the server process more than refusing it, so a flood of them would otherwise starve the
+    ordinary requests of the server process itself."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self.size = size
+        self._rev_ids: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, rev_id: int) -> bool:
+        return rev_id in self._rev_ids
+
+    def add(self, rev_id: int) -> None:
+        self._rev_ids[rev_id] = None
+        self._rev_ids.move_to_end(rev_id)
+        while len(self._rev_ids) > self.size:
+            self._rev_ids.popitem(last=False)
+
+
 class Activity:
     """How many scoring requests this process is serving now (every wiki's scorer counts here)."""
 
@@ -109,6 +130,7 @@ class WikiScorer:
         self.cache = cache
         self.missing = missing or RecentlyMissing(0)
         self.activity = activity or Activity()
+        self.heavy = KnownHeavy()
         self.models: dict[str, RevscoringModel] = {}
 
     def add(self, model: RevscoringModel) -> None:
@@ -184,6 +206,8 @@ class WikiScorer:
             known_missing = self.missing.get(rev_id)
             if known_missing is not None:
                 outcomes[rev_id] = dict.fromkeys(names, known_missing)
+            elif rev_id in self.heavy and self.executor.heavy_lane_full():
+                outcomes[rev_id] = dict.fromkeys(names, self.executor.heavy_refusal())
             else:
                 to_fetch.append(rev_id)
         if to_fetch:
@@ -252,6 +276,8 @@ class WikiScorer:
             item.docs,
             features,
         )
+        if self.executor.is_heavy(job):
+            self.heavy.add(job.rev_id)
         # One job, one observation: the label is the service for one model, the wiki for several.
         label = models[0].name if len(models) == 1 else self.dbname
         try:
@@ -269,12 +295,18 @@ class Scorers:
     """The process's scorers, one per wiki, shared by the KServe routes and ORES's API."""
 
     def __init__(
-        self, executor: OffLoopExecutor, cache: ScoreCache | None = None, missing_ttl_s: float = 0.0
+        self,
+        executor: OffLoopExecutor,
+        cache: ScoreCache | None = None,
+        missing_ttl_s: float = 0.0,
+        admission: Admission | None = None,
     ) -> None:
         self.executor = executor
         self.cache = cache
         self.missing_ttl_s = missing_ttl_s
         self.activity = Activity()
+        # The process's bound on revisions in flight, every route and wiki together (0: none).
+        self.admission = admission or Admission(0)
         self.by_wiki: dict[str, WikiScorer] = {}
 
     def add(self, model: RevscoringModel) -> WikiScorer:

@@ -24,16 +24,20 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, wait
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
 from revscoring_server.executor import OffLoopExecutor
 from revscoring_server.scoring import RevisionJob
+from wikiserve import metrics
+from wikiserve.admission import Admission, Overloaded
 from wikiserve.config import REVSCORING, default, read_settings
 from wikiserve.errors import ServingError
 
@@ -43,13 +47,63 @@ T = TypeVar("T")
 DEFAULT_HEAVY_BYTES: int = default("HEAVY_REVISION_BYTES")
 DEFAULT_NICE: int = default("EXTRACTION_NICE")
 DEFAULT_HEAVY_NICE: int = default("HEAVY_EXTRACTION_NICE")
+DEFAULT_DEADLINE_S: float = default("EXTRACTION_TIMEOUT_S")
 # Wikitext (revision + parent) up to which a job of the only request being served runs in the server process:
 # about 10 ms of extraction at most, so the event loop stays responsive (health checks, new requests).
 INLINE_BYTES = 20_000
 
 
+# Revisions in flight per ordinary worker when MAX_IN_FLIGHT is unset. Past saturation, more work in flight
+# adds only queueing: latency grows as in-flight / throughput (Little's law). The benchmark saturates two
+# workers at about 4 requests per worker (replayed MediaWiki, no added latency), so 8 per worker keeps the
+# latency of admitted work within about twice its latency at saturation. A request waiting on MediaWiki
+# holds no worker, so with production's slower MediaWiki the saturating concurrency is higher and 8 errs
+# towards refusing; MAX_IN_FLIGHT raises it. Without a bound, at 512 clients each waited 6 s.
+IN_FLIGHT_PER_WORKER = 8
+# Heavy revisions (>= HEAVY_REVISION_BYTES) in flight per heavy worker: one being tokenized, one waiting.
+# Past it a heavy revision is refused (after its first fetch; scorer.KnownHeavy) instead of holding the bound
+# the ordinary requests need.
+HEAVY_IN_FLIGHT_PER_WORKER = 2
+# After the deadline, a job stuck in native code (SIGALRM cannot interrupt it) is given up this long later;
+# the job before it in the worker's queue may itself have used a whole deadline, hence twice the deadline.
+STUCK_GRACE_S = 2.0
+
+
 class WorkerCrashed(ServingError):
     status = 503
+
+
+class ExtractionTimeout(ServingError):
+    """A revision's extraction passed EXTRACTION_TIMEOUT_S (ORES's `TimeoutError`; 504 for one revision)."""
+
+    status = 504
+    error_type = "TimeoutError"
+
+
+class _DeadlinePassed(BaseException):
+    """Raised by the alarm in a worker. Not an Exception: revscoring's solver wraps every Exception of a
+    feature into its own error and goes on, which would turn the deadline into a feature error."""
+
+
+def _expire(signum: int, frame: Any) -> None:
+    raise _DeadlinePassed
+
+
+def run_with_deadline(deadline_s: float, function: Callable[..., T], *args: Any) -> T:
+    """Runs `function(*args)` in this (worker) process, interrupted by SIGALRM after `deadline_s`."""
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, deadline_s)
+    try:
+        return function(*args)
+    except _DeadlinePassed:
+        raise ExtractionTimeout(timeout_message(deadline_s)) from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def timeout_message(deadline_s: float) -> str:
+    return f"Feature extraction took longer than {deadline_s:g} s and was stopped."
 
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
@@ -133,7 +187,18 @@ def pool_from_values(values: Mapping[str, Any]) -> WorkerPool | None:
         heavy_bytes=values["HEAVY_REVISION_BYTES"],
         nice=values["EXTRACTION_NICE"],
         heavy_nice=values["HEAVY_EXTRACTION_NICE"],
+        deadline_s=values["EXTRACTION_TIMEOUT_S"],
     )
+
+
+def in_flight_limit(values: Mapping[str, Any]) -> int:
+    """MAX_IN_FLIGHT, or IN_FLIGHT_PER_WORKER per ordinary worker (a thread counts as one worker)."""
+    if values["MAX_IN_FLIGHT"] is not None:
+        return values["MAX_IN_FLIGHT"]
+    workers = values["EXTRACTION_WORKERS"]
+    if workers is None:
+        workers = usable_cores()
+    return IN_FLIGHT_PER_WORKER * max(1, workers)
 
 
 class WorkerPool(OffLoopExecutor):
@@ -146,6 +211,8 @@ class WorkerPool(OffLoopExecutor):
         nice: int = DEFAULT_NICE,
         heavy_nice: int = DEFAULT_HEAVY_NICE,
         weigh: Callable[[tuple[Any, ...]], int] = job_text_bytes,
+        deadline_s: float = DEFAULT_DEADLINE_S,
+        stuck_grace_s: float = STUCK_GRACE_S,
     ) -> None:
         super().__init__(None)
         self.workers = max(1, workers or usable_cores())
@@ -153,10 +220,18 @@ class WorkerPool(OffLoopExecutor):
         self.nice = nice
         self.heavy_nice = heavy_nice
         self.weigh = weigh
+        self.deadline_s = deadline_s
+        self.give_up_s = 2 * deadline_s + stuck_grace_s
         self.inline_bytes = min(INLINE_BYTES, heavy_bytes)
+        self.heavy_admission = Admission(HEAVY_IN_FLIGHT_PER_WORKER * self.workers, "heavy revisions")
         self._lock = threading.Lock()
         self._ordinary: ProcessPoolExecutor | None = None
         self._heavy: ProcessPoolExecutor | None = None
+        # Jobs handed to a lane and not answered: future -> (heavy lane?, when first seen running or None).
+        self._pending: dict[Future, tuple[bool, float | None]] = {}
+        self._given_up: set[Future] = set()
+        self._closed = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def _new_pool(self, heavy: bool) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("fork")  # fork: the workers inherit the loaded models
@@ -177,6 +252,7 @@ class WorkerPool(OffLoopExecutor):
         gc.freeze()
         self._ordinary, self._heavy = self._new_pool(False), self._new_pool(True)
         wait([pool.submit(_noop) for pool in (self._ordinary, self._heavy) for _ in range(self.workers)])
+        self._start_watchdog()
         logger.info(
             "Worker processes started",
             extra={
@@ -192,6 +268,15 @@ class WorkerPool(OffLoopExecutor):
         workers extract in other processes, so the server's own thread is the only one extracting there."""
         return self.weigh((job,)) <= self.inline_bytes
 
+    def is_heavy(self, job: Any) -> bool:
+        return self.weigh((job,)) >= self.heavy_bytes
+
+    def heavy_lane_full(self) -> bool:
+        return self.heavy_admission.full()
+
+    def heavy_refusal(self) -> Overloaded:
+        return self.heavy_admission.refusal()
+
     def _lane(self, heavy: bool) -> ProcessPoolExecutor:
         with self._lock:
             if self._ordinary is None or self._heavy is None:
@@ -199,16 +284,75 @@ class WorkerPool(OffLoopExecutor):
             return self._heavy if heavy else self._ordinary
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in a worker of its lane, stopped at the deadline. Raises ExtractionTimeout,
+        WorkerCrashed, or Overloaded when the heavy lane already has all the work it may hold."""
         heavy = self.weigh(args) >= self.heavy_bytes
+        if heavy:
+            with self.heavy_admission.admitted(1):
+                return await self._run_in(True, function, *args)
+        return await self._run_in(False, function, *args)
+
+    async def _run_in(self, heavy: bool, function: Callable[..., T], *args: Any) -> T:
+        if self._watchdog is None:
+            self._start_watchdog()
         pool = self._lane(heavy)
+        future = pool.submit(run_with_deadline, self.deadline_s, function, *args)
+        self._pending[future] = (heavy, None)
         try:
-            return await asyncio.wrap_future(pool.submit(function, *args))
+            return await asyncio.wrap_future(future)
+        except ExtractionTimeout:
+            metrics.EXTRACTION_TIMEOUTS.labels(how="interrupted").inc()
+            raise
         except BrokenProcessPool:
             self._replace(pool, heavy)
+            if future in self._given_up:
+                raise ExtractionTimeout(timeout_message(self.deadline_s)) from None
             raise WorkerCrashed(
                 "A feature-extraction worker process died (out of memory?) while serving "
                 "this or a concurrent request; retry."
             ) from None
+        finally:
+            self._pending.pop(future, None)
+            self._given_up.discard(future)
+
+    def _start_watchdog(self) -> None:
+        self._watchdog = threading.Thread(target=self._watch, name="extraction-watchdog", daemon=True)
+        self._watchdog.start()
+
+    def _watch(self) -> None:
+        """Gives up the jobs a worker did not answer within `give_up_s` of starting them (stuck in native
+        code, where SIGALRM's handler cannot run): their lane gets new workers and goes on."""
+        period = min(1.0, self.give_up_s / 4)
+        while not self._closed.wait(period):
+            now = time.monotonic()
+            for future, (heavy, since) in list(self._pending.items()):
+                if since is None:
+                    if future.running():  # handed to a worker (or next in its queue)
+                        self._pending[future] = (heavy, now)
+                elif now - since > self.give_up_s and not future.done():
+                    self._give_up(future, heavy)
+
+    def _give_up(self, future: Future, heavy: bool) -> None:
+        logger.error(
+            "A worker did not stop at the extraction deadline; replacing the lane's workers",
+            extra={"heavy_lane": heavy, "deadline_s": self.deadline_s},
+        )
+        metrics.EXTRACTION_TIMEOUTS.labels(how="lane_replaced").inc()
+        self._given_up.add(future)
+        self._pending.pop(future, None)
+        with self._lock:  # later jobs go to new workers at once
+            stuck = self._heavy if heavy else self._ordinary
+            if heavy:
+                self._heavy = self._new_pool(True)
+            else:
+                self._ordinary = self._new_pool(False)
+        if stuck is not None:
+            # Killing its workers fails every job still in the old pool with BrokenProcessPool (not a
+            # cancellation, which would look like the client going away): the stuck one answers as a
+            # timeout, the others as WorkerCrashed. The pool keeps its processes in a private attribute.
+            for process in list((getattr(stuck, "_processes", None) or {}).values()):
+                process.kill()
+            stuck.shutdown(wait=False)
 
     def _replace(self, broken: Executor, heavy: bool) -> None:
         """A dead worker breaks its whole pool: start a new one so later requests are served again."""
@@ -223,6 +367,7 @@ class WorkerPool(OffLoopExecutor):
         broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
+        self._closed.set()
         for pool in (self._ordinary, self._heavy):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)

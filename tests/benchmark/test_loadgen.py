@@ -4,7 +4,7 @@ import math
 
 from aiohttp import web
 
-from benchmark.loadgen import RequestSpec, percentile, run_load
+from benchmark.loadgen import RequestSpec, _retry_after_s, percentile, run_load
 from benchmark.procs import free_port
 from benchmark.replay import start_app
 
@@ -130,3 +130,10 @@ async def test_a_request_outliving_the_window_keeps_its_latency_but_not_its_coun
     assert len(result.latencies["heavy"]) == 1 and result.latencies["heavy"][0] >= 0.5
     # the slow one (and the ordinary one in flight at the deadline) finished too late to count
     assert len(result.latencies["ordinary"]) - 1 <= result.completed <= len(result.latencies["ordinary"])
+
+
+def test_retry_after_is_read_as_seconds_capped():
+    assert _retry_after_s("1") == 1.0
+    assert _retry_after_s("60") == 5.0  # capped: a benchmark client never sleeps out a whole run
+    assert _retry_after_s(None) == 0.0
+    assert _retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date is not waited for

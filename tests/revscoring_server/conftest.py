@@ -98,6 +98,9 @@ def revscoring_all(farm: Any, demo_models: Path, event_receiver: EventReceiver) 
         "EVENTGATE_TIMEOUT_S": str(EVENTGATE_TIMEOUT_S),
         "LOG_LEVEL": "INFO",
         "SCORE_CACHE_SIZE": "0",
+        # These tests send concurrent batches to compare answers, not to load the server: no admission
+        # bound (it has its own tests, test_revscoring_overload.py).
+        "MAX_IN_FLIGHT": "0",
     }
     args = ["revscoring_server", f"--models_dir={demo_models}", *[f"--isvc={isvc}" for isvc in isvcs]]
     server = start_server("revscoring-all", args, env, [isvcs[0], isvcs[-1]], timeout_s=300)

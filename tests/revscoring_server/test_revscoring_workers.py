@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -10,7 +11,14 @@ import pytest
 
 from revscoring_server.fetch import ApiDocs
 from revscoring_server.scoring import RevisionJob
-from revscoring_server.workers import WorkerCrashed, WorkerPool, job_text_bytes, pool_from_env, usable_cores
+from revscoring_server.workers import (
+    ExtractionTimeout,
+    WorkerCrashed,
+    WorkerPool,
+    job_text_bytes,
+    pool_from_env,
+    usable_cores,
+)
 from wikiserve.config import SettingsError
 
 
@@ -132,3 +140,60 @@ async def test_extraction_without_workers_runs_in_one_thread_one_job_at_a_time()
     assert len({thread for _, _, thread in spans}) == 1
     # one after the other: each starts when the one before it has ended
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+def _sleep(weight: int, seconds: float) -> str:
+    time.sleep(seconds)  # Python code: the worker's alarm interrupts it
+    return "done"
+
+
+def _stuck(weight: int, seconds: float) -> str:
+    # As native code that never returns to the interpreter: the alarm's Python handler cannot run while the
+    # signal is blocked, so only the server side can give the job up.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+    return "done"
+
+
+async def test_a_job_past_the_deadline_is_interrupted_in_its_worker_which_goes_on():
+    workers = WorkerPool(1, heavy_bytes=100, weigh=lambda args: args[0], deadline_s=0.3)
+    workers.start()
+    try:
+        ordinary_pid, _ = await workers.run(_lane_probe, 1)
+        started = time.monotonic()
+        with pytest.raises(ExtractionTimeout, match="longer than 0.3 s") as caught:
+            await workers.run(_sleep, 1, 30.0)
+        assert time.monotonic() - started < 10  # not the job's 30 s
+        assert caught.value.status == 504 and caught.value.error_type == "TimeoutError"
+        assert await workers.run(_sleep, 1, 0.0) == "done"
+        # The same worker answers: interrupted, not killed.
+        assert (await workers.run(_lane_probe, 1))[0] == ordinary_pid
+    finally:
+        workers.close()
+
+
+def _gone(pid: int, timeout_s: float = 10.0) -> bool:
+    """Whether process `pid` is gone (killed and reaped by its pool) within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_a_worker_that_cannot_be_interrupted_is_replaced_and_its_lane_goes_on():
+    workers = WorkerPool(1, heavy_bytes=100, weigh=lambda args: args[0], deadline_s=0.3, stuck_grace_s=0.5)
+    workers.start()
+    try:
+        stuck_pid, _ = await workers.run(_lane_probe, 500)
+        started = time.monotonic()
+        with pytest.raises(ExtractionTimeout):
+            await workers.run(_stuck, 500, 60.0)
+        assert time.monotonic() - started < 20  # given up at 2 x 0.3 + 0.5 s (checked every ~0.3 s)
+        new_pid, _ = await workers.run(_lane_probe, 500)  # the heavy lane goes on, with new workers
+        assert new_pid != stuck_pid
+        assert _gone(stuck_pid)  # the stuck worker was killed
+        assert await workers.run(_sleep, 1, 0.0) == "done"  # the ordinary lane was not touched
+    finally:
+        workers.close()

@@ -32,6 +32,7 @@ def server(farm: Any, demo_models: Path) -> ServerProcess:
         "EXTRACTION_NICE": str(ORDINARY_NICE),
         "HEAVY_EXTRACTION_NICE": str(HEAVY_NICE),
         "SCORE_CACHE_SIZE": "0",  # every request extracts: the lanes are what is watched
+        "MAX_IN_FLIGHT": "0",  # nine requests at once on one worker: the lanes, not the admission bound
     }
     started = start_server("revscoring-workers", ["revscoring_server"], env, [ISVC])
     yield started

@@ -2,6 +2,7 @@
 
 import json
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -149,3 +150,74 @@ def test_messages_are_bounded_and_model_names_shortened():
     message = server.kserve_message(ModelNotFound("m" * 5000))
     assert message.startswith("Model with name mmm") and message.endswith("does not exist.")
     assert len(message) < 200
+
+
+READ_TIMEOUT_S = 1.0
+
+
+@pytest.fixture(scope="module")
+def hurried_echo():
+    server = start_server("echo-read-deadline", ["testkit.echo_model"],
+                          {"REQUEST_READ_TIMEOUT_S": str(READ_TIMEOUT_S)}, ["echo"])
+    yield server
+    server.stop()
+
+
+def _half_sent(url: str, part: str) -> socket.socket:
+    """A connection that sends part of a request and then nothing (a slowloris client)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = f"POST /v1/models/echo:predict HTTP/1.1\r\nHost: {host}\r\n"
+    if part == "headers":
+        sock.sendall(head.encode())  # the blank line that ends the headers never comes
+    elif part == "body":
+        sock.sendall(f"{head}Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"rev".encode())
+    return sock  # "nothing": connected, not a byte sent
+
+
+def _closed_within(sock: socket.socket, timeout_s: float) -> tuple[bool, bytes]:
+    """Whether the server closed `sock` within `timeout_s`, and what it sent before closing."""
+    sock.settimeout(timeout_s)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return False, received
+    return True, received
+
+
+def test_slow_clients_are_dropped_at_the_read_deadline_and_others_are_served(hurried_echo):
+    slow = [_half_sent(hurried_echo.url, part) for part in ("nothing", "headers", "body") for _ in range(4)]
+    try:
+        started = time.monotonic()
+        # Meanwhile, ordinary clients are answered.
+        assert hurried_echo.predict("echo", {"rev_id": 3}).json() == {"rev_id": 3}
+        outcomes = [_closed_within(sock, 10 * READ_TIMEOUT_S) for sock in slow]
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in slow:
+            sock.close()
+    assert all(closed for closed, _ in outcomes), outcomes
+    assert elapsed < 5 * READ_TIMEOUT_S, elapsed  # dropped at the deadline, not at the 30 s keep-alive
+    for _, answer in outcomes:
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"did not arrive within 1 s" in answer
+    assert hurried_echo.predict("echo", {"rev_id": 4}).json() == {"rev_id": 4}
+
+
+def test_a_body_trickled_in_is_cut_at_the_deadline_not_at_each_byte(hurried_echo):
+    sock = _half_sent(hurried_echo.url, "body")
+    try:
+        started = time.monotonic()
+        for _ in range(int(3 * READ_TIMEOUT_S / 0.2)):  # a byte every 0.2 s: never idle for a whole deadline
+            try:
+                sock.sendall(b" ")
+            except OSError:
+                break  # closed by the server
+            time.sleep(0.2)
+        closed, answer = _closed_within(sock, 10 * READ_TIMEOUT_S)
+    finally:
+        sock.close()
+    assert closed and answer.startswith(b"HTTP/1.1 408 "), answer
+    assert time.monotonic() - started < 5 * READ_TIMEOUT_S

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
+from wikiserve.admission import Overloaded
 from wikiserve.errors import ServingError
 from wikiserve.validation import MAX_REV_ID, MAX_REVISIONS
 
@@ -169,7 +170,10 @@ class OresApi:
         except OresRequestError as error:
             return ores_error(error.status, error.code, error.message)
         except ServingError as error:  # the backend failed as a whole (e.g. the ores image's upstream)
-            return ores_error(
-                error.status, "upstream error" if error.status >= 500 else "bad request", error.message
-            )
+            code = "upstream error" if error.status >= 500 else "bad request"
+            if isinstance(error, Overloaded):
+                code = "overloaded"
+            answer = ores_error(error.status, code, error.message)
+            answer.headers.update(error.headers)  # a 503's Retry-After
+            return answer
         return ORJSONResponse({context: document})

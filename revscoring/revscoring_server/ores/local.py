@@ -28,7 +28,9 @@ class LocalOresBackend:
     async def score(
         self, context: str, models: Sequence[str], rev_ids: Sequence[int], features: bool
     ) -> dict[str, Any]:
-        return await self.scorers.by_wiki[context].document(rev_ids, models, features)
+        # Admitted before the scorer makes any MediaWiki call; a revision counts once, whatever the models.
+        with self.scorers.admission.admitted(len(set(rev_ids))):
+            return await self.scorers.by_wiki[context].document(rev_ids, models, features)
 
 
 def ores_router(scorers: Scorers) -> APIRouter:
