@@ -37,7 +37,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="exit 1 unless every target is met")
     parser.add_argument("--models-dir", type=Path, default=REPO / "models")
     parser.add_argument(
-        "--only", default="", help="scenarios (memory,heavy,latency,cores,thread,overload); the sweep always runs"
+        "--only",
+        default="",
+        help="scenarios (memory,heavy,latency,cores,thread,overload); the sweep always runs",
     )
     return parser.parse_args(argv)
 
