@@ -583,7 +583,8 @@ async def overload_scenario(ctx: Context) -> None:
     """A server without the score cache (every request extracts: the overload is of the workers, not of
     cache hits), its own saturation found by a sweep, then the overload and the heavy flood."""
     settings = ctx.settings
-    server = await asyncio.to_thread(start_server, ctx, None, "-overload", {"SCORE_CACHE_SIZE": "0"})
+    # The image's admission bound (MAX_IN_FLIGHT unset: its default), which the other scenarios turn off.
+    server = await asyncio.to_thread(start_server, ctx, None, "-overload", {"MAX_IN_FLIGHT": ""})
     try:
         sweep_runs = []
         for concurrency in (c for c in settings.concurrencies if c >= 8):

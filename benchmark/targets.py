@@ -55,9 +55,11 @@ class Target:
         }
         if self.kind == "revscoring":
             # The mix repeats its revisions: without the score cache (and the memory of missing revisions)
-            # every request is fetched and scored, which is what is measured.
+            # every request is fetched and scored, which is what is measured. Without the admission bound
+            # too: the scenarios measure the scoring path at set concurrencies (the overload scenario
+            # puts the bound back).
             env.update({"INFERENCE_NAME": self.name, "WIKI_HOST": self.domain, "SCORE_CACHE_SIZE": "0",
-                        "MISSING_REVISION_TTL_S": "0"})
+                        "MISSING_REVISION_TTL_S": "0", "MAX_IN_FLIGHT": "0"})
         return env
 
     def server_args(self, port: int) -> list[str]:
