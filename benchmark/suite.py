@@ -465,7 +465,7 @@ def thread_check(name: str, runs: dict[str, LoadResult], c: int) -> Check:
     saturated = f"{runs[f'workers c={c}'].throughput:.1f} / {runs[f'thread c={c}'].throughput:.1f} req/s"
     return Check(
         name,
-        "7. p50 at c=1 minus that of a server extracting in a thread (ms)",
+        "8. p50 at c=1 minus that of a server extracting in a thread (ms)",
         workers - thread,
         0.3,
         at_least=False,
