@@ -163,34 +163,32 @@ def test_scores_and_base_features_equal_revscorings_own(row, revisions, referenc
     assert constant == (row.isvc in CONSTANT_DEMO_MODELS), f"{row.isvc}: constant probabilities: {constant}"
 
 
-@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
-def test_ores_with_every_model_of_the_wiki_equals_revscorings_own_per_model(row, revisions, reference,
-                                                                            served_ores):
-    response = served_ores[row.dbname]
+def document_problems(row: Any, response: requests.Response, revisions: dict, reference: dict,
+                      road: str) -> list[str]:
+    """How a served ORES-shaped document (every revision of the row's spread) differs from the reference;
+    the hidden revision must be refused by both."""
     assert response.status_code == 200, response.text
     scores = response.json()[row.dbname]["scores"]
     problems = []
     for kind, rev_id in revisions[row.dbname].items():
-        entry = scores[str(rev_id)][row.model_type]
+        entry, expected = scores[str(rev_id)][row.model_type], reference[(rev_id, row.isvc)]
         if kind == HIDDEN:
-            assert entry["error"]["type"] == reference[(rev_id, row.isvc)]["error"] == "TextDeleted", entry
+            assert entry["error"]["type"] == expected["error"] == "TextDeleted", entry
             continue
-        problems += entry_problems(reference[(rev_id, row.isvc)], entry, f"ORES {kind} {rev_id}")
+        problems += entry_problems(expected, entry, f"{road} {kind} {rev_id}")
+    return problems
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
+def test_ores_with_every_model_of_the_wiki_equals_revscorings_own_per_model(row, revisions, reference,
+                                                                            served_ores):
+    problems = document_problems(row, served_ores[row.dbname], revisions, reference, "ORES")
     assert not problems, "\n".join(problems[:20])
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: row.isvc)
 def test_a_rev_ids_batch_equals_revscorings_own(row, revisions, reference, served_batches):
-    response = served_batches[row.isvc]
-    assert response.status_code == 200, response.text
-    scores = response.json()[row.dbname]["scores"]
-    problems = []
-    for kind, rev_id in revisions[row.dbname].items():
-        entry = scores[str(rev_id)][row.model_type]
-        if kind == HIDDEN:
-            assert entry["error"]["type"] == "TextDeleted", entry
-            continue
-        problems += entry_problems(reference[(rev_id, row.isvc)], entry, f"rev_ids {kind} {rev_id}")
+    problems = document_problems(row, served_batches[row.isvc], revisions, reference, "rev_ids")
     assert not problems, "\n".join(problems[:20])
 
 
