@@ -303,25 +303,34 @@ async def latency_runs(ctx: Context, server: Child) -> None:
         await set_latency(ctx, 0.0)
 
 
+def ordinary_variant(ctx: Context, key: str, child: Child, concurrency: int, label: str) -> Variant:
+    """A run of the ordinary mix against `child` at `concurrency`, for the same settings' duration."""
+    settings = ctx.settings
+    return key, lambda: load(
+        child,
+        ctx.ordinary,
+        concurrency,
+        duration_s=settings.run_s,
+        warmup_s=settings.warmup_s,
+        name=label,
+        progress_s=0,
+    )
+
+
 async def cores_runs(ctx: Context, server: Child) -> None:
     """The same server on both cores and held to core 0, at saturation, alternating."""
-    settings, c = ctx.settings, ctx.settings.saturation_concurrency
+    c = ctx.settings.saturation_concurrency
     pinned = await asyncio.to_thread(start_server, ctx, {0}, "-one-core")
     try:
         await load(pinned, ctx.ordinary, 8, duration_s=2.0, name="warm-up", progress_s=0)
 
-        def variant(name: str, child: Child) -> Variant:
-            return name, lambda: load(
-                child,
-                ctx.ordinary,
-                c,
-                duration_s=settings.run_s,
-                warmup_s=settings.warmup_s,
-                name=f"{name} c={c}",
-                progress_s=0,
-            )
-
-        await alternate(ctx, [variant("two cores", server), variant("one core", pinned)])
+        await alternate(
+            ctx,
+            [
+                ordinary_variant(ctx, "two cores", server, c, f"two cores c={c}"),
+                ordinary_variant(ctx, "one core", pinned, c, f"one core c={c}"),
+            ],
+        )
     finally:
         pinned.stop()
 
@@ -334,20 +343,13 @@ async def thread_runs(ctx: Context, server: Child) -> None:
     try:
         await load(in_thread, ctx.ordinary, 8, duration_s=2.0, name="warm-up", progress_s=0)
 
-        def variant(name: str, child: Child, concurrency: int) -> Variant:
-            return f"{name} c={concurrency}", lambda: load(
-                child,
-                ctx.ordinary,
-                concurrency,
-                duration_s=settings.run_s,
-                warmup_s=settings.warmup_s,
-                name=f"{name} c={concurrency}",
-                progress_s=0,
-            )
-
-        for concurrency in (1, settings.saturation_concurrency):
+        for c in (1, settings.saturation_concurrency):
             await alternate(
-                ctx, [variant("workers", server, concurrency), variant("thread", in_thread, concurrency)]
+                ctx,
+                [
+                    ordinary_variant(ctx, f"workers c={c}", server, c, f"workers c={c}"),
+                    ordinary_variant(ctx, f"thread c={c}", in_thread, c, f"thread c={c}"),
+                ],
             )
     finally:
         in_thread.stop()

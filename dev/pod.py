@@ -27,10 +27,8 @@ import copy
 import hashlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,7 +42,7 @@ import yaml
 
 from deploy import containerfile, containers, images, render
 from deploy.seed_table import REPO_ROOT, load_rows
-from dev.swift import LocalSwift, s3_settings
+from dev.swift import LocalSwift, s3_settings, serve_until, stop_requested
 
 STORAGE_INITIALIZER = "storage-initializer"
 STORAGE_INITIALIZER_TAG = images.local_tag(STORAGE_INITIALIZER)
@@ -279,9 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m dev.pod <inference service>   (e.g. enwiki-damaging)", file=sys.stderr)
         return 2
     isvc = args[0]
-    stop = threading.Event()  # Ctrl-C or SIGTERM; a handler, not a blocked mask, which children would inherit
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_requested()
     swift = LocalSwift().start()
     print(f"swift: S3 API on {swift.endpoint} (Debian's Swift, s3api + tempauth)", flush=True)
     try:
@@ -289,8 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             took = pod.wait_ready(isvc)
             print(f"pod {pod.name}: {CONTAINER_NAME} ready in {took:.1f} s on {pod.url} (Ctrl-C stops it)",
                   flush=True)
-            while not stop.wait(1):
-                pass
+            serve_until(stop)
     finally:
         swift.stop()
     return 0

@@ -222,19 +222,29 @@ def s3_settings(swift: LocalSwift, endpoint: str | None = None) -> dict[str, str
             "S3_USE_HTTPS": "0", "S3_VERIFY_SSL": "0"}
 
 
+def stop_requested() -> threading.Event:
+    """Set on Ctrl-C or SIGTERM (a handler, not a blocked signal mask, which the children would inherit)."""
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def serve_until(stop: threading.Event) -> None:
+    while not stop.wait(1):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args != ["serve"]:
         print("usage: python -m dev.swift serve", file=sys.stderr)
         return 2
-    stop = threading.Event()  # Ctrl-C or SIGTERM; a handler, not a blocked mask, which children would inherit
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = stop_requested()
     swift = LocalSwift().start()
     print(json.dumps(s3_settings(swift)), flush=True)
     try:
-        while not stop.wait(1):
-            pass
+        serve_until(stop)
     finally:
         swift.stop()
     return 0
