@@ -17,6 +17,7 @@ import kserve
 from fastapi import FastAPI
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import UvicornServer
+from timing_asgi import TimingMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 KEEP_ALIVE_S = 30  # idle keep-alive connections are closed after this (uvicorn's default is 5 s)
@@ -135,6 +136,10 @@ class KServeRest:
             log_config=None,
         )
         self._server.cfg.timeout_keep_alive = KEEP_ALIVE_S
+        # KServe times every request (wall and CPU: two getrusage calls) only to write the figures to the
+        # `kserve.trace` logger at INFO, which wikiserve.logs turns off: work nobody reads (issue 20).
+        app = self._server.cfg.app
+        app.user_middleware = [entry for entry in app.user_middleware if entry.cls is not TimingMiddleware]
         # uvicorn builds one protocol object per connection from this class (uvicorn.Config.http).
         self._protocol = type(
             "HeaderDeadline", (HeaderDeadlineProtocol,), {"header_timeout_s": header_timeout_s}

@@ -37,6 +37,6 @@ REQUESTS_REFUSED = Counter(
 )
 EXTRACTION_TIMEOUTS = Counter(
     "feature_extraction_timeouts_total",
-    "Extraction jobs stopped at EXTRACTION_TIMEOUT_S, by how (interrupted in the worker, lane replaced).",
+    "Extraction jobs stopped at EXTRACTION_TIMEOUT_S, by how (interrupted in the worker, worker replaced).",
     ["how"],
 )

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import kserve
 import orjson
+import uvloop
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse
@@ -376,7 +377,11 @@ class WikiModelServer(kserve.ModelServer):
     ) -> None:
         for model in models:
             self.register_model(model)
-        asyncio.run(self._serve(on_shutdown, routers))
+        # uvloop: the event loop and its sockets in C. Per request the server process reads one request,
+        # makes MediaWiki calls and writes one answer; with asyncio's own loop in Python, that plumbing cost
+        # more CPU than KServe's layers (see benchmark/README.md, "Where the server process's CPU goes").
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self._serve(on_shutdown, routers))
 
     async def _serve(
         self, on_shutdown: Sequence[Callable[[], Awaitable[None]]], routers: Sequence[APIRouter] = ()

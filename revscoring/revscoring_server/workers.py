@@ -24,13 +24,12 @@ import logging
 import math
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
-import threading
-import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,8 +63,8 @@ IN_FLIGHT_PER_WORKER = 8
 # Past it a heavy revision is refused (after its first fetch; scorer.KnownHeavy) instead of holding the bound
 # the ordinary requests need.
 HEAVY_IN_FLIGHT_PER_WORKER = 2
-# After the deadline, a job stuck in native code (SIGALRM cannot interrupt it) is given up this long later;
-# the job before it in the worker's queue may itself have used a whole deadline, hence twice the deadline.
+# After the deadline, a job stuck in native code (SIGALRM cannot interrupt it) is given up this long later (a
+# worker is given a job only when idle, so the deadline runs from the job's start).
 STUCK_GRACE_S = 2.0
 
 
@@ -142,12 +141,13 @@ def _text_length(doc: dict[str, Any] | None) -> int:
     return total
 
 
-def _noop() -> int:
-    return os.getpid()
-
-
 def _start_worker(increment: int) -> None:
     """Runs first in every forked worker."""
+    # A worker forked while the server runs inherits its event loop's signal handling, which would only
+    # write SIGTERM to a pipe nobody reads here: it gets the default actions back.
+    signal.set_wakeup_fd(-1)
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, signal.SIG_DFL)
     os.nice(increment)  # relative to the server process, which forked this worker
     _reopen_inherited_corpus_files()
 
@@ -201,6 +201,192 @@ def in_flight_limit(values: Mapping[str, Any]) -> int:
     return IN_FLIGHT_PER_WORKER * max(1, workers)
 
 
+class _Worker:
+    """One worker process and the server's end of its pipe. It runs one job at a time; `job` is the one it
+    has now (None: idle)."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.job: _Job | None = None
+        self.give_up: asyncio.TimerHandle | None = None
+
+
+class _Job:
+    """A function call waiting for, or running in, a worker; `done` is resolved in the submitting loop."""
+
+    __slots__ = ("function", "args", "done", "loop")
+
+    def __init__(
+        self, function: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.loop = loop
+        self.done: asyncio.Future = loop.create_future()
+
+
+def _serve_jobs(
+    conn: Connection, nice_increment: int, inherited: list[Connection], deadline_s: float
+) -> None:
+    """A worker's life: run each job the pipe brings, send back ("ok", result) or ("error", exception)."""
+    _start_worker(nice_increment)
+    for other in inherited:  # other workers' pipe ends, copied by the fork: only the server may hold them
+        other.close()
+    while True:
+        try:
+            function, args = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):  # the server is gone
+            return
+        try:
+            outcome: tuple[str, Any] = ("ok", run_with_deadline(deadline_s, function, *args))
+        except Exception as error:  # noqa: BLE001 - the server raises it where the job was awaited
+            outcome = ("error", error)
+        try:
+            payload = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # noqa: BLE001 - an unpicklable result or exception
+            payload = pickle.dumps(("error", RuntimeError(f"The job's outcome could not be sent: {error!r}")))
+        conn.send_bytes(payload)
+
+
+class _Lane:
+    """`size` worker processes at one priority, fed by the event loop through one pipe each: a job is pickled
+    and written to an idle worker's pipe, and its answer read when the pipe becomes readable. No threads: the
+    ProcessPoolExecutor this replaces moved every job through a queue-feeding thread and a managing thread,
+    and their hand-offs of the GIL cost the server process more CPU than the HTTP request did (issue 20)."""
+
+    def __init__(self, size: int, nice: int, deadline_s: float, give_up_s: float, heavy: bool) -> None:
+        self.size = size
+        self.nice = nice
+        self.deadline_s = deadline_s
+        self.give_up_s = give_up_s
+        self.heavy = heavy
+        self.workers: list[_Worker] = []
+        self.queue: deque[_Job] = deque()
+
+    def start(self) -> None:
+        for _ in range(self.size):
+            self.workers.append(self._fork())
+
+    def _fork(self) -> _Worker:
+        ours, theirs = multiprocessing.Pipe(duplex=True)
+        inherited = [worker.conn for worker in self.workers]
+        process = multiprocessing.get_context("fork").Process(  # fork: the worker inherits the loaded models
+            target=_serve_jobs,
+            args=(theirs, self.nice, inherited, self.deadline_s),
+            name=f"{'heavy' if self.heavy else 'ordinary'}-extraction",
+            daemon=True,
+        )
+        process.start()
+        theirs.close()  # the worker's end lives in the worker only: its death is an end of file here
+        return _Worker(process, ours)
+
+    def submit(self, job: _Job) -> None:
+        self.queue.append(job)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        for worker in self.workers:
+            while worker.job is None and self.queue:
+                job = self.queue.popleft()
+                if job.done.done():  # its request went away while it waited
+                    continue
+                self._start(worker, job)
+
+    def _start(self, worker: _Worker, job: _Job) -> None:
+        try:
+            payload = pickle.dumps((job.function, job.args), pickle.HIGHEST_PROTOCOL)
+        except Exception as error:  # noqa: BLE001 - the caller's to see
+            job.done.set_exception(error)
+            return
+        try:
+            worker.conn.send_bytes(payload)
+        except OSError:  # the worker died while idle: a new one takes the job
+            index = self.workers.index(worker)
+            self._replace(worker)
+            worker = self.workers[index]
+            try:
+                worker.conn.send_bytes(payload)
+            except OSError:
+                job.done.set_exception(WorkerCrashed("No feature-extraction worker could be started; retry."))
+                return
+        worker.job = job
+        job.loop.add_reader(worker.conn.fileno(), self._answered, worker)
+        worker.give_up = job.loop.call_later(self.give_up_s, self._stuck, worker)
+
+    def _answered(self, worker: _Worker) -> None:
+        job = self._finish(worker)
+        try:
+            status, value = pickle.loads(worker.conn.recv_bytes())
+        except (EOFError, OSError):  # the worker died (out of memory? killed?) with the job
+            self._replace(worker)
+            if job is not None and not job.done.done():
+                job.done.set_exception(
+                    WorkerCrashed(
+                        "A feature-extraction worker process died (out of memory?) while serving "
+                        "this or a concurrent request; retry."
+                    )
+                )
+            self._dispatch()
+            return
+        if isinstance(value, ExtractionTimeout):
+            metrics.EXTRACTION_TIMEOUTS.labels(how="interrupted").inc()
+        if job is not None and not job.done.done():
+            if status == "ok":
+                job.done.set_result(value)
+            else:
+                job.done.set_exception(value)
+        self._dispatch()
+
+    def _finish(self, worker: _Worker) -> _Job | None:
+        job, worker.job = worker.job, None
+        if job is not None:
+            job.loop.remove_reader(worker.conn.fileno())
+        if worker.give_up is not None:
+            worker.give_up.cancel()
+            worker.give_up = None
+        return job
+
+    def _stuck(self, worker: _Worker) -> None:
+        """The job did not end within `give_up_s`: stuck in native code, where the alarm's Python handler
+        cannot run. Its worker is killed and replaced; the lane's other workers go on."""
+        logger.error(
+            "A worker did not stop at the extraction deadline; replacing it",
+            extra={"heavy_lane": self.heavy, "deadline_s": self.deadline_s},
+        )
+        metrics.EXTRACTION_TIMEOUTS.labels(how="worker_replaced").inc()
+        job = self._finish(worker)
+        self._replace(worker)
+        if job is not None and not job.done.done():
+            job.done.set_exception(ExtractionTimeout(timeout_message(self.deadline_s)))
+        self._dispatch()
+
+    def _replace(self, worker: _Worker) -> None:
+        if worker not in self.workers:
+            return
+        logger.error("A worker process is gone; starting another", extra={"heavy_lane": self.heavy})
+        self._finish(worker)
+        worker.process.kill()
+        worker.process.join(5)  # reaped: nothing is left of it
+        worker.conn.close()
+        index = self.workers.index(worker)
+        self.workers[index] = self._fork()
+
+    def close(self) -> None:
+        for worker in self.workers:
+            self._finish(worker)
+            worker.conn.close()  # the worker reads its end of file and exits
+        for worker in self.workers:
+            worker.process.join(1)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1)
+        for job in self.queue:
+            if not job.done.done():
+                job.done.cancel()
+        self.workers, self.queue = [], deque()
+
+
 class WorkerPool(OffLoopExecutor):
     """The `executor.run(function, *args)` seam, backed by forked worker processes in two lanes."""
 
@@ -221,27 +407,12 @@ class WorkerPool(OffLoopExecutor):
         self.heavy_nice = heavy_nice
         self.weigh = weigh
         self.deadline_s = deadline_s
-        self.give_up_s = 2 * deadline_s + stuck_grace_s
+        self.give_up_s = deadline_s + stuck_grace_s
         self.inline_bytes = min(INLINE_BYTES, heavy_bytes)
         self.heavy_admission = Admission(HEAVY_IN_FLIGHT_PER_WORKER * self.workers, "heavy revisions")
-        self._lock = threading.Lock()
-        self._ordinary: ProcessPoolExecutor | None = None
-        self._heavy: ProcessPoolExecutor | None = None
-        # Jobs handed to a lane and not answered: future -> (heavy lane?, when first seen running or None).
-        self._pending: dict[Future, tuple[bool, float | None]] = {}
-        self._given_up: set[Future] = set()
-        self._closed = threading.Event()
-        self._watchdog: threading.Thread | None = None
-
-    def _new_pool(self, heavy: bool) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("fork")  # fork: the workers inherit the loaded models
-        if heavy:
-            return ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_start_worker, initargs=(self.heavy_nice,)
-            )
-        return ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_start_worker, initargs=(self.nice,)
-        )
+        self._ordinary = _Lane(self.workers, nice, deadline_s, self.give_up_s, heavy=False)
+        self._heavy = _Lane(self.workers, heavy_nice, deadline_s, self.give_up_s, heavy=True)
+        self._started = False
 
     def start(self) -> None:
         """Forks every worker now (call after loading the models, before serving)."""
@@ -250,9 +421,9 @@ class WorkerPool(OffLoopExecutor):
         # objects are left alone by the collector, so the workers keep sharing the loaded models.
         gc.collect()
         gc.freeze()
-        self._ordinary, self._heavy = self._new_pool(False), self._new_pool(True)
-        wait([pool.submit(_noop) for pool in (self._ordinary, self._heavy) for _ in range(self.workers)])
-        self._start_watchdog()
+        self._ordinary.start()
+        self._heavy.start()
+        self._started = True
         logger.info(
             "Worker processes started",
             extra={
@@ -277,98 +448,24 @@ class WorkerPool(OffLoopExecutor):
     def heavy_refusal(self) -> Overloaded:
         return self.heavy_admission.refusal()
 
-    def _lane(self, heavy: bool) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._ordinary is None or self._heavy is None:
-                self._ordinary, self._heavy = self._new_pool(False), self._new_pool(True)
-            return self._heavy if heavy else self._ordinary
-
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` in a worker of its lane, stopped at the deadline. Raises ExtractionTimeout,
         WorkerCrashed, or Overloaded when the heavy lane already has all the work it may hold."""
         heavy = self.weigh(args) >= self.heavy_bytes
         if heavy:
             with self.heavy_admission.admitted(1):
-                return await self._run_in(True, function, *args)
-        return await self._run_in(False, function, *args)
+                return await self._run_in(self._heavy, function, *args)
+        return await self._run_in(self._ordinary, function, *args)
 
-    async def _run_in(self, heavy: bool, function: Callable[..., T], *args: Any) -> T:
-        if self._watchdog is None:
-            self._start_watchdog()
-        pool = self._lane(heavy)
-        future = pool.submit(run_with_deadline, self.deadline_s, function, *args)
-        self._pending[future] = (heavy, None)
-        try:
-            return await asyncio.wrap_future(future)
-        except ExtractionTimeout:
-            metrics.EXTRACTION_TIMEOUTS.labels(how="interrupted").inc()
-            raise
-        except BrokenProcessPool:
-            self._replace(pool, heavy)
-            if future in self._given_up:
-                raise ExtractionTimeout(timeout_message(self.deadline_s)) from None
-            raise WorkerCrashed(
-                "A feature-extraction worker process died (out of memory?) while serving "
-                "this or a concurrent request; retry."
-            ) from None
-        finally:
-            self._pending.pop(future, None)
-            self._given_up.discard(future)
-
-    def _start_watchdog(self) -> None:
-        self._watchdog = threading.Thread(target=self._watch, name="extraction-watchdog", daemon=True)
-        self._watchdog.start()
-
-    def _watch(self) -> None:
-        """Gives up the jobs a worker did not answer within `give_up_s` of starting them (stuck in native
-        code, where SIGALRM's handler cannot run): their lane gets new workers and goes on."""
-        period = min(1.0, self.give_up_s / 4)
-        while not self._closed.wait(period):
-            now = time.monotonic()
-            for future, (heavy, since) in list(self._pending.items()):
-                if since is None:
-                    if future.running():  # handed to a worker (or next in its queue)
-                        self._pending[future] = (heavy, now)
-                elif now - since > self.give_up_s and not future.done():
-                    self._give_up(future, heavy)
-
-    def _give_up(self, future: Future, heavy: bool) -> None:
-        logger.error(
-            "A worker did not stop at the extraction deadline; replacing the lane's workers",
-            extra={"heavy_lane": heavy, "deadline_s": self.deadline_s},
-        )
-        metrics.EXTRACTION_TIMEOUTS.labels(how="lane_replaced").inc()
-        self._given_up.add(future)
-        self._pending.pop(future, None)
-        with self._lock:  # later jobs go to new workers at once
-            stuck = self._heavy if heavy else self._ordinary
-            if heavy:
-                self._heavy = self._new_pool(True)
-            else:
-                self._ordinary = self._new_pool(False)
-        if stuck is not None:
-            # Killing its workers fails every job still in the old pool with BrokenProcessPool (not a
-            # cancellation, which would look like the client going away): the stuck one answers as a
-            # timeout, the others as WorkerCrashed. The pool keeps its processes in a private attribute.
-            for process in list((getattr(stuck, "_processes", None) or {}).values()):
-                process.kill()
-            stuck.shutdown(wait=False)
-
-    def _replace(self, broken: Executor, heavy: bool) -> None:
-        """A dead worker breaks its whole pool: start a new one so later requests are served again."""
-        with self._lock:
-            current = self._heavy if heavy else self._ordinary
-            if current is broken:
-                logger.error("A worker process died; starting new workers", extra={"heavy_lane": heavy})
-                if heavy:
-                    self._heavy = self._new_pool(True)
-                else:
-                    self._ordinary = self._new_pool(False)
-        broken.shutdown(wait=False, cancel_futures=True)
+    async def _run_in(self, lane: _Lane, function: Callable[..., T], *args: Any) -> T:
+        if not self._started:
+            self.start()
+        job = _Job(function, args, asyncio.get_running_loop())
+        lane.submit(job)
+        return await job.done
 
     def close(self) -> None:
-        self._closed.set()
-        for pool in (self._ordinary, self._heavy):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        self._ordinary.close()
+        self._heavy.close()
+        self._started = False
         gc.unfreeze()
