@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmark.loadgen import RequestSpec, run_load
 from benchmark.procs import free_port, start_child
-from benchmark.record import Prepared, farm_endpoint, load_prepared, record_target
+from benchmark.record import Prepared, farm_endpoint, load_prepared, record_and_save
 from benchmark.replay import _use_uvloop
 from benchmark.report import RunReport, machine_facts, to_markdown, utc_now, write_results
 from benchmark.suite import BenchSettings, bench_target, say
@@ -95,7 +95,7 @@ async def prepare_all(targets: list[Target], settings: BenchSettings, force: boo
         say(f"recording MediaWiki answers for {', '.join(t.name for t in missing)}")
         with farm_endpoint() as farm_url:
             for target in missing:
-                prepared[target.name] = await record_target(target, farm_url, settings.state_dir, REPO)
+                prepared[target.name] = await record_and_save(target, farm_url, settings.state_dir, REPO)
     return prepared
 
 

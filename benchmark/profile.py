@@ -35,7 +35,8 @@ from pathlib import Path
 from benchmark.__main__ import REPO, make_settings, prepare_all
 from benchmark.loadgen import LoadResult, RequestSpec
 from benchmark.procs import Child, tree_cpu
-from benchmark.record import Prepared
+from benchmark.record import Prepared, farm_endpoint, record_target, recording_digest
+from benchmark.recordings import Recording
 from benchmark.report import ServiceReport, machine_facts, utc_now
 from benchmark.suite import BenchSettings, Context, in_process_limit, load, request_mixes, say, start_replay
 from benchmark.suite import start_server as start_suite_server
@@ -293,6 +294,25 @@ async def sampled_run(
     return parse_raw(out.read_text().splitlines(), server.process.pid), server_ms, workers_ms
 
 
+async def record_calls_of(
+    variant: Variant, target: Target, prepared: Prepared, settings: BenchSettings
+) -> None:
+    """Adds the MediaWiki answers a baseline's server asks for to the target's recording (once per baseline
+    and recording): its fetch code may make other calls than this checkout's."""
+    marker = variant.sources / f"recorded-{target.name}-{recording_digest(REPO, target)}"
+    if marker.exists():
+        return
+    say(f"  recording the MediaWiki calls of {variant.label}")
+    with farm_endpoint() as farm_url:
+        extra, _, _ = await record_target(
+            target, farm_url, settings.state_dir, REPO, {"PYTHONPATH": variant.pythonpath}
+        )
+    recording = Recording.load(prepared.recording_path)
+    recording.merge(extra)
+    recording.save(prepared.recording_path)
+    marker.touch()
+
+
 def start_variant_server(ctx: Context, variant: Variant) -> Child:
     return start_suite_server(ctx, None, f"-{variant.label}", {"PYTHONPATH": variant.pythonpath})
 
@@ -304,6 +324,9 @@ async def profile_target(
     variants: list[Variant],
     args: argparse.Namespace,
 ) -> list[str]:
+    for variant in variants:
+        if variant.sources != REPO:
+            await record_calls_of(variant, target, prepared, settings)
     replay = await asyncio.to_thread(start_replay, prepared, settings, target.name)
     ordinary, heavy_mix = request_mixes(target, prepared)
     ctx = Context(target, settings, replay, ordinary, heavy_mix, ordinary, ServiceReport(target.name))

@@ -34,10 +34,21 @@ class Prepared:
     skipped: list[dict]  # candidates the server refused during recording, with the status
 
 
+# The code that decides which MediaWiki calls a server makes: a change to it makes the recording stale.
+FETCH_CODE = (
+    "python/wikiserve/mediawiki.py",
+    "revscoring/revscoring_server/fetch.py",
+    "outlink-topic-model/outlink_server/outlinks.py",
+)
+
+
 def recording_digest(repo: Path, target: Target) -> str:
-    """What a recording depends on: the farm's content, and the model (its features decide the API calls)."""
+    """What a recording depends on: the farm's content, the model (its features decide the API calls) and
+    the fetch code."""
     digest = hashlib.sha256((repo / ".state" / "farm" / "manifest.json").read_bytes())
     digest.update(target.model_path.read_bytes())
+    for path in FETCH_CODE:
+        digest.update((repo / path).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -71,8 +82,11 @@ def farm_endpoint() -> Iterator[str]:
         yield farm.url
 
 
-async def record_target(target: Target, farm_url: str, state_dir: Path, repo: Path) -> Prepared:
-    """Runs the target's server against a recording proxy and sends every candidate once."""
+async def record_target(
+    target: Target, farm_url: str, state_dir: Path, repo: Path, extra_env: dict[str, str] | None = None
+) -> tuple[Recording, list[Candidate], list[int]]:
+    """Runs the target's server (with `extra_env`: e.g. another source tree's PYTHONPATH) against a recording
+    proxy and sends every candidate once: the recording, the candidates and their statuses."""
     candidates = target.candidates(load_manifest(repo))
     recording = Recording()
     proxy_port, server_port = free_port(), free_port()
@@ -80,7 +94,7 @@ async def record_target(target: Target, farm_url: str, state_dir: Path, repo: Pa
     server = start_child(
         f"record-{target.name}",
         target.server_args(server_port),
-        target.server_env(f"http://127.0.0.1:{proxy_port}", server_port),
+        {**target.server_env(f"http://127.0.0.1:{proxy_port}", server_port), **(extra_env or {})},
         state_dir / "logs",
         cwd=repo,
     )
@@ -91,6 +105,12 @@ async def record_target(target: Target, farm_url: str, state_dir: Path, repo: Pa
     finally:
         server.stop()
         await proxy.cleanup()
+    return recording, candidates, statuses
+
+
+async def record_and_save(target: Target, farm_url: str, state_dir: Path, repo: Path) -> Prepared:
+    """Records the target's MediaWiki answers and its load mix, and saves both."""
+    recording, candidates, statuses = await record_target(target, farm_url, state_dir, repo)
     good = [c for c, status in zip(candidates, statuses, strict=True) if status == 200]
     skipped = [{"body": c.body, "status": s} for c, s in zip(candidates, statuses, strict=True) if s != 200]
     prepared = Prepared(

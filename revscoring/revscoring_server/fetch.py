@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import zip_longest
 from typing import Any
 
 from revscoring.extractors.api.util import REV_PROPS, USER_PROPS
@@ -104,15 +105,14 @@ async def fetch_revisions(
 
 
 async def fetch_dependents(client: MediaWikiClient, fetched: Sequence[Fetched], plan: FetchPlan) -> None:
-    """Everything else `plan` needs for each of `fetched`, into its docs: the parents in one call, the users
-    in one call (per 50), and the rarer per-revision documents concurrently."""
+    """Everything else `plan` needs for each of `fetched`, into its docs: the parents and the users together
+    in one call (per 50 of each), and the rarer per-revision documents concurrently."""
     if not fetched:
         return
     fetches = []
-    if Need.PARENT_REVISION in plan.needs:
-        fetches.append(_fetch_parents(client, fetched))
-    if Need.USER_INFO in plan.needs:
-        fetches.append(_fetch_users(client, fetched))
+    parents, users = Need.PARENT_REVISION in plan.needs, Need.USER_INFO in plan.needs
+    if parents or users:
+        fetches.append(_fetch_parents_and_users(client, fetched, parents, users))
     for item in fetched:
         fetches.extend(_per_revision_fetches(client, item, plan))
     await asyncio.gather(*fetches)
@@ -124,18 +124,26 @@ async def _revisions_by_id(
     """{rev_id: (page, revision)} in formatversion-1 shape, for every revision MediaWiki returned."""
     found: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
     for chunk in _chunks(list(dict.fromkeys(rev_ids)), IDS_PER_CALL):
-        async for doc in client.query_continued(
-            max_docs=IDS_PER_CALL + 1,
-            prop="revisions",
-            revids="|".join(str(rev_id) for rev_id in chunk),
-            rvslots="main",
-            rvprop=_REVISION_PROPS,
-        ):
-            for page in (to_formatversion1(doc).get("query") or {}).get("pages", {}).values():
-                for revision in page.get("revisions") or []:
-                    if isinstance(revision.get("revid"), int):
-                        found[revision["revid"]] = (page, revision)
+        async for doc in client.query_continued(max_docs=IDS_PER_CALL + 1, **_revisions_query(chunk)):
+            _collect_revisions(to_formatversion1(doc), found)
     return found
+
+
+def _revisions_query(rev_ids: Sequence[int]) -> dict[str, Any]:
+    """The query parameters for revisions `rev_ids` with what revscoring reads of them."""
+    return {
+        "prop": "revisions",
+        "revids": "|".join(str(rev_id) for rev_id in rev_ids),
+        "rvslots": "main",
+        "rvprop": _REVISION_PROPS,
+    }
+
+
+def _collect_revisions(doc: dict[str, Any], found: dict[int, tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    for page in (doc.get("query") or {}).get("pages", {}).values():
+        for revision in page.get("revisions") or []:
+            if isinstance(revision.get("revid"), int):
+                found[revision["revid"]] = (page, revision)
 
 
 def _single_revision_doc(page: dict[str, Any], revision: dict[str, Any]) -> dict[str, Any]:
@@ -149,39 +157,40 @@ def _missing_revision_doc(rev_id: int) -> dict[str, Any]:
     return {"query": {"badrevids": {str(rev_id): {"revid": rev_id, "missing": ""}}}}
 
 
-async def _fetch_parents(client: MediaWikiClient, fetched: Sequence[Fetched]) -> None:
-    parent_ids = {item.docs.rev_id: item.revision.get("parentid") or 0 for item in fetched}
+async def _fetch_parents_and_users(
+    client: MediaWikiClient, fetched: Sequence[Fetched], parents: bool, users: bool
+) -> None:
+    """The parent revisions and the editors' accounts, asked in the same calls (`prop=revisions` and
+    `list=users` are two modules of one query: MediaWiki answers each as if asked alone), then split into the
+    documents revscoring reads: one MediaWiki call per revision fewer than asking them apart."""
+    parent_ids = {item.docs.rev_id: item.revision.get("parentid") or 0 for item in fetched} if parents else {}
     wanted = sorted({parent_id for parent_id in parent_ids.values() if parent_id > 0})
-    if not wanted:
-        return
-    found = await _revisions_by_id(client, wanted)
-    for item in fetched:
-        parent_id = parent_ids[item.docs.rev_id]
-        if parent_id <= 0:
-            continue
-        item.docs.parent_id = parent_id
-        # A deleted parent: revscoring then reports RevisionNotFound, as with MediaWiki's own answer.
-        entry = found.get(parent_id)
-        item.docs.parent = _single_revision_doc(*entry) if entry else _missing_revision_doc(parent_id)
-        item.docs.calls.append("parent")
-
-
-async def _fetch_users(client: MediaWikiClient, fetched: Sequence[Fetched]) -> None:
     # Anonymous editors have no account to look up; a hidden user has no name to look up.
-    named = [item for item in fetched if item.revision.get("user") and item.revision.get("userid", 0) > 0]
+    named = [i for i in fetched if users and i.revision.get("user") and i.revision.get("userid", 0) > 0]
     names = sorted({item.revision["user"] for item in named})
-    users: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(names, IDS_PER_CALL):
-        doc = to_formatversion1(
-            await client.get(action="query", list="users", ususers="|".join(chunk), usprop=sorted(USER_PROPS))
-        )
-        for user in (doc.get("query") or {}).get("users") or []:
-            users[user.get("name")] = user
+    found: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    accounts: dict[str, dict[str, Any]] = {}
+    for rev_ids, usernames in zip_longest(_chunks(wanted, IDS_PER_CALL), _chunks(names, IDS_PER_CALL)):
+        params: dict[str, Any] = _revisions_query(rev_ids) if rev_ids else {}
+        if usernames:
+            params.update(list="users", ususers="|".join(usernames), usprop=sorted(USER_PROPS))
+        async for doc in client.query_continued(max_docs=IDS_PER_CALL + 1, **params):
+            doc = to_formatversion1(doc)
+            _collect_revisions(doc, found)
+            for account in (doc.get("query") or {}).get("users") or []:
+                accounts[account.get("name")] = account
+    for item in fetched:
+        parent_id = parent_ids.get(item.docs.rev_id, 0)
+        if parent_id > 0:
+            item.docs.parent_id = parent_id
+            # A deleted parent: revscoring then reports RevisionNotFound, as with MediaWiki's own answer.
+            entry = found.get(parent_id)
+            item.docs.parent = _single_revision_doc(*entry) if entry else _missing_revision_doc(parent_id)
+            item.docs.calls.append("parent")
     for item in named:
         name = item.revision["user"]
         item.docs.user_text = name
-        user = users.get(name, {"name": name, "missing": ""})
-        item.docs.user = {"query": {"users": [user]}}
+        item.docs.user = {"query": {"users": [accounts.get(name, {"name": name, "missing": ""})]}}
         item.docs.calls.append("user")
 
 

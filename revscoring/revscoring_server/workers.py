@@ -312,6 +312,9 @@ class _Lane:
                 return
         worker.job = job
         job.loop.add_reader(worker.conn.fileno(), self._answered, worker)
+        # uvloop (libuv) makes a watched descriptor non-blocking; the answer is read, and the next job
+        # written, whole, with blocking calls (the worker writes its answer at once, and reads while idle).
+        os.set_blocking(worker.conn.fileno(), True)
         worker.give_up = job.loop.call_later(self.give_up_s, self._stuck, worker)
 
     def _answered(self, worker: _Worker) -> None:

@@ -57,15 +57,19 @@ class ScriptedClient:
             await asyncio.sleep(self.delay_s)
         finally:
             self.in_flight -= 1
-        if params.get("list") == "users":
-            answers = [users_doc(name)["query"]["users"][0] for name in params["ususers"].split("|")]
-            return {"batchcomplete": True, "query": {"users": answers}}
-        rev_ids = [int(rev_id) for rev_id in str(params["revids"]).split("|")]
-        start = int(params.get("rvcontinue") or 0)
-        shown = rev_ids[start : start + self.per_answer]
-        doc = merged([self.revisions.get(rev_id) or bad_revids_doc(rev_id) for rev_id in shown])
-        if start + self.per_answer < len(rev_ids):
-            doc["continue"] = {"rvcontinue": str(start + self.per_answer), "continue": "||"}
+        # `prop=revisions` and `list=users` may come in one query: each module is answered as if alone, the
+        # users in the first answer only (a continued query repeats only the modules not yet complete).
+        doc: dict[str, Any] = {"batchcomplete": True, "query": {}}
+        if "revids" in params:
+            rev_ids = [int(rev_id) for rev_id in str(params["revids"]).split("|")]
+            start = int(params.get("rvcontinue") or 0)
+            shown = rev_ids[start : start + self.per_answer]
+            doc = merged([self.revisions.get(rev_id) or bad_revids_doc(rev_id) for rev_id in shown])
+            if start + self.per_answer < len(rev_ids):
+                doc["continue"] = {"rvcontinue": str(start + self.per_answer), "continue": "||users"}
+        if params.get("list") == "users" and not params.get("rvcontinue"):
+            names = params["ususers"].split("|")
+            doc["query"]["users"] = [users_doc(name)["query"]["users"][0] for name in names]
         return doc
 
     async def query_continued(self, max_docs: int = 100, **params: Any):
@@ -94,14 +98,17 @@ async def fetch_all(client: ScriptedClient, rev_ids: list[int], plan: FetchPlan)
     return results
 
 
-async def test_a_batch_costs_one_call_for_the_revisions_one_for_the_parents_one_for_the_users():
+async def test_a_batch_costs_one_call_for_the_revisions_and_one_for_the_parents_and_users_together():
     client = ScriptedClient(edits(50))
     rev_ids = list(range(101, 151))
     results = await fetch_all(client, rev_ids, EDIT_PLAN)
-    assert len(client.calls) == 3, [sorted(call) for call in client.calls]
+    assert len(client.calls) == 2, [sorted(call) for call in client.calls]
     assert client.calls[0]["revids"] == "|".join(map(str, rev_ids)) and client.calls[0]["rvslots"] == "main"
     assert "content" in client.calls[0]["rvprop"] and "contentmodel" in client.calls[0]["rvprop"]
-    assert sorted(client.calls[1].get("ususers") or client.calls[2]["ususers"]) and client.max_in_flight == 2
+    both = client.calls[1]
+    assert both["revids"] == "|".join(str(rev_id - 50) for rev_id in rev_ids)
+    assert both["prop"] == "revisions" and both["rvprop"] == client.calls[0]["rvprop"]
+    assert both["list"] == "users" and sorted(both["ususers"].split("|")) == ["Alice", "Bob"]
     for rev_id in rev_ids:
         docs = results[rev_id].docs
         assert docs.parent_id == rev_id - 50 and docs.user_text == ("Alice" if rev_id % 2 else "Bob")
@@ -119,6 +126,18 @@ async def test_an_answer_split_by_mediawiki_is_continued():
     results = await fetch_all(client, [101, 102, 103, 104, 105], TEXT_PLAN)
     assert len(client.calls) == 3 and client.calls[1]["rvcontinue"] == "2"
     assert all(isinstance(results[rev_id], Fetched) for rev_id in range(101, 106))
+
+
+async def test_parents_and_users_split_by_mediawiki_are_continued_and_kept_whole():
+    client = ScriptedClient(edits(5), per_answer=2)
+    results = await fetch_all(client, [101, 102, 103, 104, 105], EDIT_PLAN)
+    # 3 answers for the revisions, 3 for the parents with the users (in the first of them only)
+    assert len(client.calls) == 6 and [c.get("rvcontinue") for c in client.calls[3:]] == [None, "2", "4"]
+    for rev_id in range(101, 106):
+        docs = results[rev_id].docs
+        (parent_page,) = docs.parent["query"]["pages"].values()
+        assert [r["revid"] for r in parent_page["revisions"]] == [rev_id - 50]
+        assert docs.user["query"]["users"] == users_doc(docs.user_text)["query"]["users"]
 
 
 async def test_text_models_fetch_only_the_revisions():

@@ -197,3 +197,32 @@ async def test_a_worker_that_cannot_be_interrupted_is_replaced_and_its_lane_goes
         assert await workers.run(_sleep, 1, 0.0) == "done"  # the ordinary lane was not touched
     finally:
         workers.close()
+
+
+def _echo(weight: int, blob: bytes) -> bytes:
+    return blob[::-1]
+
+
+def test_large_jobs_and_answers_cross_the_pipes_whole_under_uvloop():
+    """The servers run on uvloop, whose watching a pipe makes it non-blocking: a job or an answer larger than
+    the pipe's buffer must still go across whole (it first failed as 'A worker process is gone')."""
+    import asyncio
+
+    import uvloop
+
+    workers = WorkerPool(1, heavy_bytes=100, weigh=lambda args: args[0])
+    workers.start()
+
+    async def several() -> list[bytes]:
+        blobs = [os.urandom(3_000_000) for _ in range(3)]
+        answers = [await workers.run(_echo, 1, blob) for blob in blobs]  # one after the other: one worker
+        # two at once in the heavy lane (as many as it admits for one worker): one waits for the other
+        answers += await asyncio.gather(*(workers.run(_echo, 500, blob) for blob in blobs[:2]))
+        assert answers == [blob[::-1] for blob in blobs + blobs[:2]]
+        return answers
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(several())
+    finally:
+        workers.close()
