@@ -15,6 +15,7 @@
 #   make prodstack  the production stack as a reference venv, and binaries made with it (for the tests)
 #   make fresh-check  the README's set-up from a fresh clone with no cache (CI runs it)
 #   make bench-ores the ORES API's benchmark (batch vs single calls, cache, ores client)
+#   make bench-profile [BASELINE=<git ref>]  where a request's CPU goes, per stage; a change before/after
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -43,7 +44,7 @@ unexport PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_NO_INDEX PIP_CONST
 export NLTK_SOURCE := $(NLTK_DATA)
 unexport NLTK_DATA
 
-.PHONY: help setup venv wiki models run test lint manifests bench bench-ores prodstack fresh-check nltk-data \
+.PHONY: help setup venv wiki models run test lint manifests bench bench-ores bench-profile prodstack fresh-check nltk-data \
 	wheelhouse clean-venv image images pod
 
 help:
@@ -124,6 +125,9 @@ bench: setup models
 
 bench-ores: setup models
 	$(PY) -m benchmark.ores
+
+bench-profile: setup models
+	$(PY) -m benchmark.profile $(if $(BASELINE),--baseline $(BASELINE))
 
 # Local images (deploy/containers.py): the project's own podman configuration and storage under .state/,
 # the base built locally under the production name when missing, then the image; podman's layer cache
