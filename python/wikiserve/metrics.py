@@ -1,6 +1,6 @@
 """Prometheus metrics shared by every model server; the ModelServer exposes them on `/metrics`."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MEDIAWIKI_LATENCY = Histogram(
     "mediawiki_request_duration_seconds",
@@ -39,4 +39,9 @@ EXTRACTION_TIMEOUTS = Counter(
     "feature_extraction_timeouts_total",
     "Extraction jobs stopped at EXTRACTION_TIMEOUT_S, by how (interrupted in the worker, worker replaced).",
     ["how"],
+)
+ADMISSION_LIMIT = Gauge(
+    "admission_limit",
+    "The bound on revisions in flight now: MAX_IN_FLIGHT (or its default), lowered while the workers' jobs "
+    "queue longer than they would on cores of their own.",
 )

@@ -70,6 +70,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     cache = build_score_cache(settings.score_cache)
     # One scorer per wiki, behind the KServe routes and ORES's API alike.
     admission = Admission(in_flight_limit(values))  # revisions in flight, every route together
+    if workers is not None:
+        workers.adapt(admission)  # the bound shrinks while the workers' cores are taken (AdaptiveBound)
     scorers = Scorers(workers or one_thread(), cache, values["MISSING_REVISION_TTL_S"], admission)
     try:
         models = [

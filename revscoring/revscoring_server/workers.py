@@ -27,6 +27,7 @@ import os
 import pickle
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
@@ -59,6 +60,11 @@ INLINE_BYTES = 20_000
 # holds no worker, so with production's slower MediaWiki the saturating concurrency is higher and 8 errs
 # towards refusing; MAX_IN_FLIGHT raises it. Without a bound, at 512 clients each waited 6 s.
 IN_FLIGHT_PER_WORKER = 8
+# How long admitted work may wait for a worker before AdaptiveBound lowers the bound: this many jobs' CPU
+# time. Measured (benchmark/README.md, "Overload"): with 8 (the bound's own depth), clients retrying at once
+# kept the bound near 10 and admitted p99 at 1.96x that at saturation; with 4, 1.80x, and nothing was
+# refused at saturation (c=8).
+QUEUE_WAIT_JOBS = 4
 # Heavy revisions (>= HEAVY_REVISION_BYTES) in flight per heavy worker: one being tokenized, one waiting.
 # Past it a heavy revision is refused (after its first fetch; scorer.KnownHeavy) instead of holding the bound
 # the ordinary requests need.
@@ -215,7 +221,7 @@ class _Worker:
 class _Job:
     """A function call waiting for, or running in, a worker; `done` is resolved in the submitting loop."""
 
-    __slots__ = ("function", "args", "done", "loop")
+    __slots__ = ("function", "args", "done", "loop", "queued_at", "waited_s")
 
     def __init__(
         self, function: Callable[..., Any], args: tuple[Any, ...], loop: asyncio.AbstractEventLoop
@@ -224,6 +230,8 @@ class _Job:
         self.args = args
         self.loop = loop
         self.done: asyncio.Future = loop.create_future()
+        self.queued_at = time.monotonic()
+        self.waited_s = 0.0  # from being queued to being handed to a worker
 
 
 def _serve_jobs(
@@ -238,14 +246,17 @@ def _serve_jobs(
             function, args = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):  # the server is gone
             return
+        started = time.process_time()
         try:
             outcome: tuple[str, Any] = ("ok", run_with_deadline(deadline_s, function, *args))
         except Exception as error:  # noqa: BLE001 - the server raises it where the job was awaited
             outcome = ("error", error)
+        cpu_s = time.process_time() - started  # the job's own cost, whatever else ran on the core meanwhile
         try:
-            payload = pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps((*outcome, cpu_s), pickle.HIGHEST_PROTOCOL)
         except Exception as error:  # noqa: BLE001 - an unpicklable result or exception
-            payload = pickle.dumps(("error", RuntimeError(f"The job's outcome could not be sent: {error!r}")))
+            failure = RuntimeError(f"The job's outcome could not be sent: {error!r}")
+            payload = pickle.dumps(("error", failure, cpu_s))
         conn.send_bytes(payload)
 
 
@@ -256,6 +267,7 @@ class _Lane:
     and their hand-offs of the GIL cost the server process more CPU than the HTTP request did (issue 20)."""
 
     def __init__(self, size: int, nice: int, deadline_s: float, give_up_s: float, heavy: bool) -> None:
+        self.on_answer: Callable[[float, float], None] | None = None  # (queue wait, job CPU) of each job
         self.size = size
         self.nice = nice
         self.deadline_s = deadline_s
@@ -311,6 +323,7 @@ class _Lane:
                 job.done.set_exception(WorkerCrashed("No feature-extraction worker could be started; retry."))
                 return
         worker.job = job
+        job.waited_s = time.monotonic() - job.queued_at
         job.loop.add_reader(worker.conn.fileno(), self._answered, worker)
         # uvloop (libuv) makes a watched descriptor non-blocking; the answer is read, and the next job
         # written, whole, with blocking calls (the worker writes its answer at once, and reads while idle).
@@ -320,7 +333,7 @@ class _Lane:
     def _answered(self, worker: _Worker) -> None:
         job = self._finish(worker)
         try:
-            status, value = pickle.loads(worker.conn.recv_bytes())
+            status, value, cpu_s = pickle.loads(worker.conn.recv_bytes())
         except (EOFError, OSError):  # the worker died (out of memory? killed?) with the job
             self._replace(worker)
             if job is not None and not job.done.done():
@@ -334,6 +347,8 @@ class _Lane:
             return
         if isinstance(value, ExtractionTimeout):
             metrics.EXTRACTION_TIMEOUTS.labels(how="interrupted").inc()
+        if job is not None and self.on_answer is not None:
+            self.on_answer(job.waited_s, cpu_s)
         if job is not None and not job.done.done():
             if status == "ok":
                 job.done.set_result(value)
@@ -390,6 +405,54 @@ class _Lane:
         self.workers, self.queue = [], deque()
 
 
+class AdaptiveBound:
+    """Keeps the admission bound where the admitted work waits for a worker no longer than it would if the
+    workers had their cores to themselves.
+
+    The bound (IN_FLIGHT_PER_WORKER per worker, or MAX_IN_FLIGHT) was chosen for workers that get their
+    cores. When something else takes CPU from them (the same server answering thousands of refusals a
+    second to clients that retry at once, other pods' work, a noisy neighbour), each job takes longer in
+    wall time and the same number of admitted requests waits longer: Little's law. So the ordinary lane
+    reports each job's queue wait and its CPU time (measured in the worker: what the job costs on a core of
+    its own); while the mean wait passes what a full queue of such jobs would take on an unshared core
+    (`depth` jobs), the bound shrinks by a sixth each `period_s`, down to two revisions per worker; while it
+    is under half of that, it grows back by one, up to the configured bound. A request waiting on a slow
+    MediaWiki holds a slot but does not queue for a worker, so a slow upstream alone never lowers it.
+    """
+
+    def __init__(self, admission: Admission, workers: int, depth: float, period_s: float = 0.25) -> None:
+        self.admission = admission
+        self.ceiling = admission.limit
+        self.floor = min(self.ceiling, 2 * workers)
+        self.depth = depth
+        self.period_s = period_s
+        self._waits = 0.0
+        self._cpu = 0.0
+        self._jobs = 0
+        self._since = time.monotonic()
+
+    def observe(self, waited_s: float, cpu_s: float) -> None:
+        """One ordinary job's wait for a worker and its CPU time; adjusts the bound once a period."""
+        self._waits += waited_s
+        self._cpu += cpu_s
+        self._jobs += 1
+        now = time.monotonic()
+        if now - self._since >= self.period_s:
+            self._adjust(self._waits / self._jobs, self._cpu / self._jobs)
+            self._waits, self._cpu, self._jobs, self._since = 0.0, 0.0, 0, now
+
+    def _adjust(self, mean_wait_s: float, mean_cpu_s: float) -> None:
+        limit = self.admission.limit
+        target_s = self.depth * mean_cpu_s
+        if mean_wait_s > target_s:
+            limit = max(self.floor, limit - max(1, limit // 6))
+        elif mean_wait_s < target_s / 2:
+            limit = min(self.ceiling, limit + 1)
+        if limit != self.admission.limit:
+            self.admission.limit = limit
+            metrics.ADMISSION_LIMIT.set(limit)
+
+
 class WorkerPool(OffLoopExecutor):
     """The `executor.run(function, *args)` seam, backed by forked worker processes in two lanes."""
 
@@ -436,6 +499,15 @@ class WorkerPool(OffLoopExecutor):
                 "heavy_bytes": self.heavy_bytes,
             },
         )
+
+    def adapt(self, admission: Admission) -> AdaptiveBound | None:
+        """Makes `admission`'s bound follow the ordinary lane's queueing (AdaptiveBound); not without one."""
+        if not admission.limit:
+            return None
+        bound = AdaptiveBound(admission, self.workers, depth=QUEUE_WAIT_JOBS)
+        self._ordinary.on_answer = bound.observe
+        metrics.ADMISSION_LIMIT.set(admission.limit)
+        return bound
 
     def may_run_here(self, job: Any) -> bool:
         """A light job may run in the server process itself when it is the only request being served: the

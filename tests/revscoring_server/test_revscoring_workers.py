@@ -226,3 +226,52 @@ def test_large_jobs_and_answers_cross_the_pipes_whole_under_uvloop():
             runner.run(several())
     finally:
         workers.close()
+
+
+def test_the_bound_shrinks_while_jobs_queue_longer_than_on_cores_of_their_own_and_grows_back():
+    from revscoring_server.workers import AdaptiveBound
+    from wikiserve.admission import Admission, Overloaded
+
+    admission = Admission(16)
+    bound = AdaptiveBound(admission, workers=2, depth=8, period_s=0.0)  # adjusts at every job
+    for _ in range(3):
+        bound.observe(waited_s=0.030, cpu_s=0.004)  # within 8 jobs of 4 ms: as on cores of their own
+    assert admission.limit == 16
+    seen = []
+    for _ in range(20):
+        bound.observe(waited_s=0.080, cpu_s=0.004)  # twice that: the cores are taken from the workers
+        seen.append(admission.limit)
+    assert seen[0] < 16 and seen == sorted(seen, reverse=True) and seen[-1] == 4  # down to 2 per worker
+    for _ in range(30):
+        bound.observe(waited_s=0.001, cpu_s=0.004)  # the queue is gone: back, one at a time
+    assert admission.limit == 16
+    admission.acquire(16)
+    with pytest.raises(Overloaded, match="limit of 16"):  # the bound admits what it says, then refuses
+        admission.acquire(1)
+
+
+async def test_the_pool_reports_each_jobs_wait_and_cpu_time_to_the_bound():
+    from wikiserve.admission import Admission
+
+    workers = WorkerPool(1, heavy_bytes=100, weigh=lambda args: args[0])
+    workers.start()
+    seen: list[tuple[float, float]] = []
+    try:
+        bound = workers.adapt(Admission(8))
+        assert bound is not None and workers.adapt(Admission(0)) is None  # no bound, nothing to adapt
+        bound.observe = lambda waited_s, cpu_s: seen.append((waited_s, cpu_s))
+        workers._ordinary.on_answer = bound.observe
+        import asyncio
+
+        await asyncio.gather(*(workers.run(_spin, 1, 0.2) for _ in range(2)))
+    finally:
+        workers.close()
+    (first_wait, first_cpu), (second_wait, second_cpu) = sorted(seen)
+    assert first_cpu >= 0.15 and second_cpu >= 0.15  # the job's own CPU, measured in the worker
+    assert first_wait < 0.1 <= second_wait  # one worker: the second job waited for the first
+
+
+def _spin(weight: int, seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
