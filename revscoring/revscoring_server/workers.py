@@ -150,10 +150,12 @@ def _text_length(doc: dict[str, Any] | None) -> int:
 def _start_worker(increment: int) -> None:
     """Runs first in every forked worker."""
     # A worker forked while the server runs inherits its event loop's signal handling, which would only
-    # write SIGTERM to a pipe nobody reads here: it gets the default actions back.
+    # write the signal to a pipe nobody reads here. SIGTERM kills a worker again; Ctrl-C in a terminal
+    # (SIGINT to the whole process group) is the server's to handle: it drains, its workers finish the jobs
+    # in flight and exit when it closes their pipes.
     signal.set_wakeup_fd(-1)
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(increment)  # relative to the server process, which forked this worker
     _reopen_inherited_corpus_files()
 
@@ -239,8 +241,8 @@ def _serve_jobs(
 ) -> None:
     """A worker's life: run each job the pipe brings, send back ("ok", result) or ("error", exception)."""
     _start_worker(nice_increment)
-    for other in inherited:  # other workers' pipe ends, copied by the fork: only the server may hold them
-        other.close()
+    for server_end in inherited:  # the server's ends (of this pipe and the others), copied by the fork
+        server_end.close()
     while True:
         try:
             function, args = pickle.loads(conn.recv_bytes())
@@ -266,8 +268,17 @@ class _Lane:
     ProcessPoolExecutor this replaces moved every job through a queue-feeding thread and a managing thread,
     and their hand-offs of the GIL cost the server process more CPU than the HTTP request did (issue 20)."""
 
-    def __init__(self, size: int, nice: int, deadline_s: float, give_up_s: float, heavy: bool) -> None:
+    def __init__(
+        self,
+        size: int,
+        nice: int,
+        deadline_s: float,
+        give_up_s: float,
+        heavy: bool,
+        server_ends: Callable[[], list[Connection]] = list,
+    ) -> None:
         self.on_answer: Callable[[float, float], None] | None = None  # (queue wait, job CPU) of each job
+        self.server_ends = server_ends  # the server's ends of every worker's pipe, in both lanes
         self.size = size
         self.nice = nice
         self.deadline_s = deadline_s
@@ -282,7 +293,9 @@ class _Lane:
 
     def _fork(self) -> _Worker:
         ours, theirs = multiprocessing.Pipe(duplex=True)
-        inherited = [worker.conn for worker in self.workers]
+        # The fork copies the server's end of every other worker's pipe; the worker closes them, so that when
+        # the server is gone (even killed), each worker reads an end of file and exits.
+        inherited = [ours, *self.server_ends(), *(worker.conn for worker in self.workers)]
         process = multiprocessing.get_context("fork").Process(  # fork: the worker inherits the loaded models
             target=_serve_jobs,
             args=(theirs, self.nice, inherited, self.deadline_s),
@@ -476,9 +489,12 @@ class WorkerPool(OffLoopExecutor):
         self.give_up_s = deadline_s + stuck_grace_s
         self.inline_bytes = min(INLINE_BYTES, heavy_bytes)
         self.heavy_admission = Admission(HEAVY_IN_FLIGHT_PER_WORKER * self.workers, "heavy revisions")
-        self._ordinary = _Lane(self.workers, nice, deadline_s, self.give_up_s, heavy=False)
-        self._heavy = _Lane(self.workers, heavy_nice, deadline_s, self.give_up_s, heavy=True)
+        self._ordinary = _Lane(self.workers, nice, deadline_s, self.give_up_s, False, self._server_ends)
+        self._heavy = _Lane(self.workers, heavy_nice, deadline_s, self.give_up_s, True, self._server_ends)
         self._started = False
+
+    def _server_ends(self) -> list[Connection]:
+        return [worker.conn for lane in (self._ordinary, self._heavy) for worker in lane.workers]
 
     def start(self) -> None:
         """Forks every worker now (call after loading the models, before serving)."""

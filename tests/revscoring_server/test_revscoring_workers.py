@@ -275,3 +275,50 @@ def _spin(weight: int, seconds: float) -> None:
     end = time.process_time() + seconds
     while time.process_time() < end:
         pass
+
+
+def test_the_workers_exit_when_the_server_is_killed():
+    """A worker holds no copy of the server's end of any pipe, so when the server dies (SIGKILL: nothing of it
+    runs) every worker, in both lanes, reads an end of file and exits instead of waiting forever."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import os, sys, time
+        from revscoring_server.workers import WorkerPool
+        pool = WorkerPool(2, heavy_bytes=100, weigh=lambda args: args[0])
+        pool.start()
+        # a replacement forked later, as after a crash, inherits the ends of both lanes
+        pool._ordinary._replace(pool._ordinary.workers[0])
+        print(" ".join(str(w.process.pid) for lane in (pool._ordinary, pool._heavy) for w in lane.workers))
+        sys.stdout.flush()
+        time.sleep(60)
+        """
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(pid) for pid in server.stdout.readline().split()]
+        assert len(pids) == 4
+        server.kill()
+        server.wait(10)
+        for pid in pids:
+            assert _gone_or_zombie(pid), f"worker {pid} outlived the server"
+    finally:
+        server.kill()
+
+
+def _gone_or_zombie(pid: int, timeout_s: float = 10.0) -> bool:
+    """Whether process `pid` has exited within `timeout_s` (an orphan is reaped by init; here a zombie of a
+    dead parent counts as exited)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split(") ")[1].startswith("Z"):
+                    return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        time.sleep(0.05)
+    return False
