@@ -322,3 +322,67 @@ def _gone_or_zombie(pid: int, timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def _hold(weight: int, release: str, padding: str = "") -> int:
+    """Runs until the file `release` exists (at most 20 s); returns the worker's pid (`padding` makes the
+    job as large as wanted)."""
+    deadline = time.monotonic() + 20
+    while not os.path.exists(release) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+async def _until(condition, timeout_s: float = 10.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_busy_workers_next_small_job_waits_in_its_pipe_and_a_large_one_in_the_queue(tmp_path):
+    import asyncio
+
+    from revscoring_server.workers import PIPELINED_JOB_BYTES
+
+    workers = WorkerPool(1, heavy_bytes=10**9, weigh=lambda args: args[0])
+    workers.start()
+    lane = workers._ordinary
+    release = str(tmp_path / "release")
+    try:
+        first = asyncio.ensure_future(workers.run(_hold, 1, release))
+        await _until(lambda: len(lane.workers[0].jobs) == 1)
+        second = asyncio.ensure_future(workers.run(_hold, 1, release))
+        large = asyncio.ensure_future(workers.run(_hold, 1, release, "x" * PIPELINED_JOB_BYTES))
+        await _until(lambda: len(lane.workers[0].jobs) == 2)
+        await asyncio.sleep(0.2)
+        # the small one is in the worker's pipe, the large one waits in the lane's queue
+        assert len(lane.workers[0].jobs) == 2 and len(lane.queue) == 1
+        open(release, "w").close()
+        assert await first == await second == await large
+    finally:
+        workers.close()
+
+
+async def test_the_job_waiting_in_a_dead_workers_pipe_is_run_by_its_replacement(tmp_path):
+    import asyncio
+
+    workers = WorkerPool(1, heavy_bytes=10**9, weigh=lambda args: args[0])
+    workers.start()
+    lane = workers._ordinary
+    release = str(tmp_path / "release")
+    try:
+        first = asyncio.ensure_future(workers.run(_hold, 1, release))
+        await _until(lambda: len(lane.workers[0].jobs) == 1)
+        second = asyncio.ensure_future(workers.run(_hold, 1, release))
+        await _until(lambda: len(lane.workers[0].jobs) == 2)
+        victim = lane.workers[0].process.pid
+        os.kill(victim, signal.SIGKILL)  # what the OOM killer does, with a job running and one in the pipe
+        with pytest.raises(WorkerCrashed):
+            await first
+        open(release, "w").close()
+        assert await second != victim  # never started in the dead worker: run again by the new one
+    finally:
+        workers.close()
