@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -342,47 +343,45 @@ async def _until(condition, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _one_running_one_in_its_pipe(tmp_path):
+    """A pool of one ordinary worker running a held job, with a second small job already in its pipe; both
+    end when the file `release` is written."""
+    import asyncio
+
+    workers = WorkerPool(1, heavy_bytes=10**9, weigh=lambda args: args[0])
+    workers.start()
+    lane = workers._ordinary
+    release = str(tmp_path / "release")
+    try:
+        first = asyncio.ensure_future(workers.run(_hold, 1, release))
+        await _until(lambda: len(lane.workers[0].jobs) == 1)
+        second = asyncio.ensure_future(workers.run(_hold, 1, release))
+        await _until(lambda: len(lane.workers[0].jobs) == 2)
+        yield workers, lane, release, first, second
+    finally:
+        workers.close()
+
+
 async def test_a_busy_workers_next_small_job_waits_in_its_pipe_and_a_large_one_in_the_queue(tmp_path):
     import asyncio
 
     from revscoring_server.workers import PIPELINED_JOB_BYTES
 
-    workers = WorkerPool(1, heavy_bytes=10**9, weigh=lambda args: args[0])
-    workers.start()
-    lane = workers._ordinary
-    release = str(tmp_path / "release")
-    try:
-        first = asyncio.ensure_future(workers.run(_hold, 1, release))
-        await _until(lambda: len(lane.workers[0].jobs) == 1)
-        second = asyncio.ensure_future(workers.run(_hold, 1, release))
+    async with _one_running_one_in_its_pipe(tmp_path) as (workers, lane, release, first, second):
         large = asyncio.ensure_future(workers.run(_hold, 1, release, "x" * PIPELINED_JOB_BYTES))
-        await _until(lambda: len(lane.workers[0].jobs) == 2)
         await asyncio.sleep(0.2)
         # the small one is in the worker's pipe, the large one waits in the lane's queue
         assert len(lane.workers[0].jobs) == 2 and len(lane.queue) == 1
         open(release, "w").close()
         assert await first == await second == await large
-    finally:
-        workers.close()
 
 
 async def test_the_job_waiting_in_a_dead_workers_pipe_is_run_by_its_replacement(tmp_path):
-    import asyncio
-
-    workers = WorkerPool(1, heavy_bytes=10**9, weigh=lambda args: args[0])
-    workers.start()
-    lane = workers._ordinary
-    release = str(tmp_path / "release")
-    try:
-        first = asyncio.ensure_future(workers.run(_hold, 1, release))
-        await _until(lambda: len(lane.workers[0].jobs) == 1)
-        second = asyncio.ensure_future(workers.run(_hold, 1, release))
-        await _until(lambda: len(lane.workers[0].jobs) == 2)
+    async with _one_running_one_in_its_pipe(tmp_path) as (_, lane, release, first, second):
         victim = lane.workers[0].process.pid
         os.kill(victim, signal.SIGKILL)  # what the OOM killer does, with a job running and one in the pipe
         with pytest.raises(WorkerCrashed):
             await first
         open(release, "w").close()
         assert await second != victim  # never started in the dead worker: run again by the new one
-    finally:
-        workers.close()
