@@ -90,24 +90,26 @@ def test_outlink_model_knows_every_topic_and_farm_qids(demo_models, farm):
     assert {label.removeprefix("__label__") for label in top} == set(home)
 
 
+def _kernel_lets_a_process_fix_its_addresses() -> bool:
+    """Asked in a throw-away process, so this test process's personality is untouched."""
+    probe = ("import ctypes; libc = ctypes.CDLL(None); current = libc.personality(0xFFFFFFFF); "
+             "raise SystemExit(current == -1 or libc.personality(current | 0x0040000) == -1)")
+    return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
 def test_outlink_training_is_reproducible(tmp_path):
+    if not _kernel_lets_a_process_fix_its_addresses():
+        pytest.skip("this kernel refuses personality(ADDR_NO_RANDOMIZE), without which fasttext 0.9.3's "
+                    "training differs from run to run (see dev/demo_models/fasttext_train.py)")
     import fasttext
 
     manifest = {"enwiki": {"pages": [{"qid": f"Q{n}"} for n in (1, 2, 3, 101, 102, 111, 121)]}}
-    models = [fasttext.load_model(str(outlink.build(manifest, tmp_path / name / "model.bin")))
-              for name in ("a", "b")]
-    bags = ["Q1 Q2", "Q101 Q111 Q121", "Q3 Q102", "Q999999"]
-    # fasttext 0.9.3 is not always bit-reproducible (see fasttext_train.py): the topics a client would be
-    # given (score >= 0.5, the default threshold) and their scores must agree; the order of near-zero
-    # tails may not.
-    confident_bags = 0
-    for bag in bags:
-        answers = [dict(zip(*model.predict(bag, k=-1), strict=True)) for model in models]
-        confident = [{label for label, odds in answer.items() if odds >= 0.5} for answer in answers]
-        assert confident[0] == confident[1], bag
-        assert all(abs(answers[0][label] - answers[1][label]) < 0.05 for label in answers[0]), bag
-        confident_bags += bool(confident[0])
-    assert confident_bags >= 1  # the comparison is not vacuous: an on-topic bag does get topics
+    paths = [outlink.build(manifest, tmp_path / name / "model.bin") for name in ("a", "b")]
+    # With address randomisation on, 13 trainings in 30 differed here (fasttext_train.py says why).
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    model = fasttext.load_model(str(paths[0]))
+    labels, _ = model.predict("Q101 Q111 Q121", k=-1, threshold=0.5)  # one cluster (number mod 10)
+    assert labels  # the model isn't degenerate: an on-topic bag does get topics
 
 
 def test_every_row_has_a_model(demo_models):
