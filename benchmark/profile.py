@@ -223,7 +223,8 @@ class Variant:
     label: str
     sources: Path  # the tree holding python/, revscoring/, outlink-topic-model/
     server: Child | None = None
-    rounds: list[tuple[float, float, float]] = field(default_factory=list)  # req/s, server ms, workers ms
+    # req/s; CPU ms per request of the server process, its workers, and the harness on the same cores
+    rounds: list[tuple[float, float, float, float]] = field(default_factory=list)
     samples: Samples | None = None
     sampled_cpu: tuple[float, float] = (0.0, 0.0)
 
@@ -250,18 +251,25 @@ def export_revision(ref: str, state_dir: Path) -> Path:
 
 
 async def measured_run(
-    server: Child, specs: list[RequestSpec], concurrency: int, requests: int
-) -> tuple[LoadResult, float, float]:
-    """`requests` requests at `concurrency`; the server process's and its workers' CPU ms per request."""
-    before = tree_cpu(server.process.pid)
+    server: Child, replay: Child, specs: list[RequestSpec], concurrency: int, requests: int
+) -> tuple[LoadResult, float, float, float]:
+    """`requests` requests at `concurrency`; CPU ms per request of the server process, of its workers, and of
+    the harness (the MediaWiki stand-in and the load generator, which share the server's cores)."""
+    before, replay_before = tree_cpu(server.process.pid), tree_cpu(replay.process.pid)[0]
     result = await load(server, specs, concurrency, total=requests, name="profile", progress_s=0)
-    after = tree_cpu(server.process.pid)
+    after, replay_after = tree_cpu(server.process.pid), tree_cpu(replay.process.pid)[0]
     done = max(1, result.completed + result.errors)
-    return result, (after[0] - before[0]) / done * 1000, (after[1] - before[1]) / done * 1000
+    harness_s = replay_after - replay_before + result.generator_cpu_s
+    return (
+        result,
+        (after[0] - before[0]) / done * 1000,
+        (after[1] - before[1]) / done * 1000,
+        harness_s / done * 1000,
+    )
 
 
 async def sampled_run(
-    server: Child, specs: list[RequestSpec], concurrency: int, requests: int, rate: int
+    server: Child, replay: Child, specs: list[RequestSpec], concurrency: int, requests: int, rate: int
 ) -> tuple[Samples, float, float]:
     """One run under py-spy: the samples, and CPU ms per request (server process, workers) of that run."""
     out = Path(tempfile.mkdtemp(prefix="profile-")) / "stacks.txt"
@@ -285,7 +293,7 @@ async def sampled_run(
     )
     await asyncio.sleep(1.0)  # py-spy attaches to every process of the tree
     try:
-        _, server_ms, workers_ms = await measured_run(server, specs, concurrency, requests)
+        _, server_ms, workers_ms, _ = await measured_run(server, replay, specs, concurrency, requests)
     finally:
         spy.send_signal(signal.SIGINT)
         _, errors = await asyncio.to_thread(spy.communicate, None, 60)
@@ -339,17 +347,18 @@ async def profile_target(
             )
         for number in range(args.rounds):
             for variant in variants:
-                result, server_ms, workers_ms = await measured_run(
-                    variant.server, ordinary, args.concurrency, args.requests
+                result, server_ms, workers_ms, harness_ms = await measured_run(
+                    variant.server, replay, ordinary, args.concurrency, args.requests
                 )
-                variant.rounds.append((result.throughput, server_ms, workers_ms))
+                variant.rounds.append((result.throughput, server_ms, workers_ms, harness_ms))
                 say(
                     f"  round {number + 1} {variant.label}: {result.throughput:.1f} req/s, server process "
-                    f"{server_ms:.2f} ms, workers {workers_ms:.2f} ms per request, {result.errors} errors"
+                    f"{server_ms:.2f} ms, workers {workers_ms:.2f} ms, harness {harness_ms:.2f} ms per "
+                    f"request, {result.errors} errors"
                 )
         for variant in variants:
             samples, server_ms, workers_ms = await sampled_run(
-                variant.server, ordinary, args.concurrency, args.requests, args.rate
+                variant.server, replay, ordinary, args.concurrency, args.requests, args.rate
             )
             variant.samples, variant.sampled_cpu = samples, (server_ms, workers_ms)
         second = await in_process_limit(ctx, prepared)
@@ -388,6 +397,12 @@ def target_report(
         "| worker CPU / in-process mean (target <= 1.1) | "
         + " | ".join(f"{v.median(2) / in_process_mean_ms:.2f}" for v in variants)
         + " |",
+        "| harness CPU per request: MediaWiki stand-in + load generator, on the same cores | "
+        + " | ".join(f"{v.median(3):.2f} ms" for v in variants)
+        + " |",
+        "| throughput / what the cores allow (cores / CPU per request of all four) | "
+        + " | ".join(f"{v.median(0) / ceiling(v):.2f}" for v in variants)
+        + " |",
         "",
         "Stages (one more run of each under py-spy; CPU per request = share of the process's samples x its "
         "CPU per request in that run):",
@@ -409,6 +424,12 @@ def target_report(
             + " |"
         )
     return lines
+
+
+def ceiling(variant: Variant) -> float:
+    """Requests a second the cores could serve if every CPU-millisecond the run measured were busy."""
+    per_request_ms = sum(variant.median(index) for index in (1, 2, 3))
+    return settings_cores() / per_request_ms * 1000
 
 
 def settings_cores() -> int:

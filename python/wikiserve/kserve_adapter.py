@@ -4,19 +4,24 @@ KServe's ModelServer builds its FastAPI application inside `UvicornServer` and k
 the data plane and the model registry as attributes without a public accessor. The model servers need them
 to put their middleware in front of the application, add ORES's routes, stop uvicorn at the end of the
 drain period, list the loaded models and serve the V2 gRPC protocol in their own event loop. uvicorn's HTTP
-protocol is subclassed here too (a deadline on request headers), for the same reason.
+protocol is subclassed here too (a deadline on request headers; a response written in one send), for the
+same reason.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kserve
+from cloudevents.sdk.converters.util import has_binary_headers
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.rest.server import UvicornServer
+from starlette.responses import Response
 from timing_asgi import TimingMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -39,6 +44,40 @@ class _AnsweredCycle:
         self.body_read = False
 
 
+class _OneSendResponses:
+    """A response cycle's view of its connection: the response head is held back and written together with
+    the body, so a response leaves in one send.
+
+    uvicorn writes a response's head (status line and headers) and its body separately: two system calls,
+    and two segments for the client to wake up for. An answer is small, so one send is enough (issue 20).
+    Anything written before the response starts (`100 Continue`) goes out at once; a head whose body never
+    comes (the application failed) goes out when the connection is closed.
+    """
+
+    def __init__(self, transport: Any, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._head_seen = False
+
+    def write(self, data: bytes) -> None:
+        if not self._head_seen and self._cycle.response_started:
+            self._head_seen, self._head = True, data
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...: the connection's own
+        return getattr(self._transport, name)
+
+
 class HeaderDeadlineProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools, what uvicorn picks here), with a deadline on request headers.
 
@@ -49,7 +88,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     `header_timeout_s`, or the connection gets a 408 and is closed.
 
     It can also answer a request as soon as its headers are read (`early_answer`: an overloaded server's
-    refusals), discarding its body, which must then arrive within the same deadline.
+    refusals), discarding its body, which must then arrive within the same deadline. And each response goes
+    out in one send (`_OneSendResponses`).
     """
 
     header_timeout_s: float = 10.0  # set by KServeRest from REQUEST_READ_TIMEOUT_S
@@ -60,19 +100,30 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._start_header_timer()
+        self._awaiting_headers = False
+        self._start_header_timer()  # from the opening: a connection's first request must come too
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # A request whose headers did not all come in this read gets its deadline now, the moment of its
+        # first byte. One whose headers came whole (nearly all) never needs a timer (issue 20).
+        if self._awaiting_headers and self._header_timer is None and not self.transport.is_closing():
+            self._start_header_timer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_timer is None:
-            self._start_header_timer()  # the first byte of a kept-alive connection's next request
+        self._awaiting_headers = True
 
     def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
         self._stop_header_timer()
         if self.early_answer is not None and self._answered_early():
             self._start_header_timer()  # now the deadline of the body to discard
             return
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not before:  # a new cycle (not a connection upgrade, which keeps the old one)
+            self.cycle.transport = _OneSendResponses(self.transport, self.cycle)
 
     def on_message_complete(self) -> None:
         if isinstance(self.cycle, _AnsweredCycle):
@@ -170,6 +221,22 @@ class KServeRest:
 
     async def stop(self) -> None:
         await self._server.stop()
+
+
+def json_answer(doc: Any, headers: Mapping[str, str] | None) -> Any:
+    """What a model's `postprocess` returns for the answer `doc` on KServe's REST route: the response FastAPI
+    would send for it, byte for byte, made without FastAPI walking the document first (`jsonable_encoder`:
+    ~15 us of an answer's ~20 us, issue 20); a document whose values JSON does not know (numpy's) is
+    walked by that encoder still. For a request sent as a CloudEvent, `doc` itself: KServe's data plane
+    wraps answers to those in a CloudEvent of their own."""
+    if headers and (
+        has_binary_headers(headers) or headers.get("content-type") == "application/cloudevents+json"
+    ):
+        return doc
+    body = json.dumps(
+        doc, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"), default=jsonable_encoder
+    )  # starlette's JSONResponse.render, with what FastAPI hands it
+    return Response(body.encode("utf-8"), media_type="application/json")
 
 
 def loaded_models(model_server: kserve.ModelServer) -> dict[str, kserve.Model]:

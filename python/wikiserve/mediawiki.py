@@ -137,7 +137,7 @@ class MediaWikiClient:
         for attempt in range(1, attempts + 1):
             try:
                 doc = await self._attempt(params)
-                metrics.MEDIAWIKI_LATENCY.labels(action=action).observe(time.monotonic() - started)
+                metrics.mediawiki_latency(action).observe(time.monotonic() - started)
                 return doc
             except _Transient as failure:
                 metrics.MEDIAWIKI_ERRORS.labels(kind=failure.error.kind).inc()

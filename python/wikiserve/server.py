@@ -165,9 +165,11 @@ class RequestGuard:
             nonlocal received, complete
             if complete:  # after the body, receive() waits for the client to go away: no deadline
                 return await receive()
-            remaining = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), max(remaining, 0.0))
+                # asyncio.timeout, not wait_for: wait_for wraps receive() in a task of its own, at every
+                # request (issue 20).
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout(
                     f"The request body did not arrive within {self.read_timeout_s:g} s.",

@@ -115,7 +115,10 @@ async def fetch_dependents(client: MediaWikiClient, fetched: Sequence[Fetched], 
         fetches.append(_fetch_parents_and_users(client, fetched, parents, users))
     for item in fetched:
         fetches.extend(_per_revision_fetches(client, item, plan))
-    await asyncio.gather(*fetches)
+    if len(fetches) == 1:
+        await fetches[0]  # the usual case: no task to create (issue 20)
+    else:
+        await asyncio.gather(*fetches)
 
 
 async def _revisions_by_id(
@@ -315,21 +318,41 @@ def to_formatversion1(doc: Any) -> Any:
     present-with-"" when true and absent when false.
     """
     if isinstance(doc, list):
-        return [to_formatversion1(item) for item in doc]
-    if not isinstance(doc, dict):
-        return doc
+        return _list_to_formatversion1(doc)
+    if isinstance(doc, dict):
+        return _dict_to_formatversion1(doc)
+    return doc
+
+
+# Two answers per scored edit go through here on the event loop: scalars are copied without a call (issue 20).
+def _list_to_formatversion1(items: list[Any]) -> list[Any]:
+    return [
+        _dict_to_formatversion1(item) if type(item) is dict
+        else _list_to_formatversion1(item) if type(item) is list
+        else item
+        for item in items
+    ]
+
+
+def _dict_to_formatversion1(doc: dict[str, Any]) -> dict[str, Any]:
     converted: dict[str, Any] = {}
     for key, value in doc.items():
-        if isinstance(value, bool):
+        kind = type(value)
+        if kind is dict:
+            converted[key] = _dict_to_formatversion1(value)
+        elif kind is list:
+            if key == "pages":
+                converted[key] = {
+                    str(page.get("pageid", -index)): to_formatversion1(page)
+                    for index, page in enumerate(value, start=1)
+                }
+            else:
+                converted[key] = _list_to_formatversion1(value)
+        elif kind is bool:
             if value:
                 converted[key] = ""
-        elif key == "pages" and isinstance(value, list):
-            converted[key] = {
-                str(page.get("pageid", -index)): to_formatversion1(page)
-                for index, page in enumerate(value, start=1)
-            }
-        elif key == "content" and isinstance(value, str):
+        elif key == "content" and kind is str:
             converted["*"] = value
         else:
-            converted[key] = to_formatversion1(value)
+            converted[key] = value
     return converted

@@ -21,6 +21,7 @@ from wikiserve.config import ServerSettings
 from wikiserve.errors import InvalidRequest, ServingError
 from wikiserve.event_claims import verify_revision
 from wikiserve.events import EventGateClient, VerifiedRevision, parse_event, revision_score_event
+from wikiserve.kserve_adapter import json_answer
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.validation import (
     MAX_REVISIONS,
@@ -145,6 +146,9 @@ class RevscoringModel(kserve.Model):
         if prepared.verified is not None:
             await self._send_score_event(prepared.verified, outcome["score"])
         return build_response(self.service.dbname, name, self.version, rev_id, outcome)
+
+    def postprocess(self, result: Any, headers: dict[str, str] | None = None) -> Any:
+        return json_answer(result, headers)
 
     async def _send_score_event(self, verified: VerifiedRevision, score: dict[str, Any]) -> None:
         """Posts the revision-score event, stating only MediaWiki's facts and the score; EventGateClient logs

@@ -238,18 +238,25 @@ class WikiScorer:
         if readable:
             plan = merge_plans(model.plan for _, models in readable.values() for model in models)
             await fetch_dependents(self.client, [item for item, _ in readable.values()], plan)
-            in_flight = asyncio.Semaphore(JOBS_IN_FLIGHT)
-
-            alone = len(readable) == 1  # a batch's jobs go to the workers, to use every core
-
-            async def extract(item: Fetched, models: list[RevscoringModel]) -> dict[str, Outcome]:
-                async with in_flight:
-                    return await self._extract(item, models, features, alone)
-
-            results = await asyncio.gather(*(extract(item, models) for item, models in readable.values()))
-            for rev_id, entries in zip(readable, results, strict=True):
+            for rev_id, entries in zip(readable, await self._extract_all(readable, features), strict=True):
                 outcomes[rev_id].update(entries)
         return outcomes
+
+    async def _extract_all(
+        self, readable: dict[int, tuple[Fetched, list[RevscoringModel]]], features: bool
+    ) -> list[dict[str, Outcome]]:
+        """Each revision's entries, in the order of `readable`; a batch's jobs go to the workers together (at
+        most JOBS_IN_FLIGHT at once), to use every core."""
+        if len(readable) == 1:  # the usual request: no task or semaphore to make (issue 20)
+            ((item, models),) = readable.values()
+            return [await self._extract(item, models, features, alone=True)]
+        in_flight = asyncio.Semaphore(JOBS_IN_FLIGHT)
+
+        async def extract(item: Fetched, models: list[RevscoringModel]) -> dict[str, Outcome]:
+            async with in_flight:
+                return await self._extract(item, models, features, alone=False)
+
+        return await asyncio.gather(*(extract(item, models) for item, models in readable.values()))
 
     def _readable_models(
         self, item: Fetched, names: list[str]

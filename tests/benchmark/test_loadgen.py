@@ -137,3 +137,44 @@ def test_retry_after_is_read_as_seconds_capped():
     assert _retry_after_s("60") == 5.0  # capped: a benchmark client never sleeps out a whole run
     assert _retry_after_s(None) == 0.0
     assert _retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date is not waited for
+
+
+async def test_a_client_reconnects_after_a_close_and_waits_retry_after_when_it_backs_off():
+    answered = []
+
+    async def handler(request):
+        await request.read()
+        answered.append(request.remote)
+        if len(answered) == 1:  # refused, and the connection closed
+            headers = {"Retry-After": "1", "Connection": "close"}
+            return web.json_response({"error": "busy"}, status=503, headers=headers)
+        return web.json_response({})
+
+    runner, url = await _server(handler)
+    try:
+        started = asyncio.get_running_loop().time()
+        result = await run_load(
+            url, [RequestSpec("/p", b"{}")], concurrency=1, total=3, progress_s=0, backs_off=True
+        )
+        elapsed = asyncio.get_running_loop().time() - started
+    finally:
+        await runner.cleanup()
+    assert result.statuses == {503: 1, 200: 2}  # answered again on a new connection
+    assert result.errors == 1 and "HTTP 503" in result.error_examples[0] and len(result.refused) == 1
+    assert elapsed >= 1.0  # the client waited the second it was told to
+
+
+async def test_a_server_that_never_answers_is_an_error_at_the_timeout_not_a_hang():
+    async def handler(request):
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+    runner, url = await _server(handler)
+    try:
+        result = await run_load(
+            url, [RequestSpec("/p", b"{}")], concurrency=2, total=2, progress_s=0, timeout_s=0.3
+        )
+    finally:
+        await runner.cleanup()
+    assert result.errors == 2 and result.statuses == {0: 2}
+    assert all("TimeoutError" in example for example in result.error_examples)
