@@ -11,6 +11,7 @@ rules: the same size limit, errors as gRPC status codes carrying the same messag
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 import signal
@@ -459,6 +460,19 @@ class WikiModelServer(kserve.ModelServer):
         await self._rest.stop()
 
 
+# Objects a request makes are freed by reference counting as it ends; the cyclic collector's young-generation
+# passes, every 700 net allocations by default, still walk every live young container each time. With 32
+# requests in flight they took 0.39 s of an enwiki-damaging server's 14.6 s of CPU, and 0.12 s every 10,000
+# (issue 20). The cost: cyclic garbage waits a little longer to be freed (at most that many containers).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def collect_garbage_less_often() -> None:
+    """Sets this process's young-generation threshold (forked workers inherit it); the older ones stay."""
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
+
 def serve(
     models: Sequence[kserve.Model],
     settings: ServerSettings,
@@ -472,4 +486,5 @@ def serve(
 
     Loading happens before this: a model that failed to load never serves.
     """
+    collect_garbage_less_often()
     WikiModelServer(settings, admission).start(models, on_shutdown, routers)

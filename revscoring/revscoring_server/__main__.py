@@ -35,7 +35,7 @@ from wikiserve.logs import configure_logging
 from wikiserve.mediawiki import MediaWikiPool
 from wikiserve.model_files import ModelFileError, resolve_model_file
 from wikiserve.score_cache import ScoreCache, build_score_cache
-from wikiserve.server import serve
+from wikiserve.server import collect_garbage_less_often, serve
 
 logger = logging.getLogger("revscoring_server")
 
@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         logger.error(f"Cannot start: {error}")
         return EXIT_BAD_CONFIG
     if workers is not None:
+        collect_garbage_less_often()  # before the fork, so the workers collect as seldom
         workers.start()  # fork now: after the models loaded (shared), before the server starts threads
     try:
         serve(

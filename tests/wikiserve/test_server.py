@@ -3,6 +3,8 @@
 import json
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -221,3 +223,14 @@ def test_a_body_trickled_in_is_cut_at_the_deadline_not_at_each_byte(hurried_echo
         sock.close()
     assert closed and answer.startswith(b"HTTP/1.1 408 "), answer
     assert time.monotonic() - started < 5 * READ_TIMEOUT_S
+
+
+def test_the_young_generation_is_collected_every_10000_allocations_in_a_server_and_its_workers():
+    script = (
+        "import gc, os; from wikiserve.server import collect_garbage_less_often; "
+        "collect_garbage_less_often(); pid = os.fork()\n"
+        "if pid == 0: os._exit(0 if gc.get_threshold() == (10000, 10, 10) else 1)\n"
+        "_, status = os.waitpid(pid, 0); print(gc.get_threshold(), os.waitstatus_to_exitcode(status))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "(10000, 10, 10) 0"  # set here, and inherited by a forked worker
