@@ -1,13 +1,14 @@
 """Where a request's CPU goes, stage by stage, and a change's effect before/after in one run (issue 20).
 
-`python -m benchmark.profile [--baseline REF]` (`make bench-profile`). For each target, a real server (started
-as `make bench` starts it, against the replayed farm) serves the ordinary mix at the saturating concurrency:
+`python -m benchmark.profile [--baseline REF[,REF...]]` (`make bench-profile`). For each target, a real server
+(started as `make bench` starts it, against the replayed farm) serves the ordinary mix at the saturating
+concurrency:
 
 1. **CPU per request, alternating variants.** With `--baseline REF`, the server of git revision REF (exported
-   into `.state/bench/baseline/`) and the server of this checkout take turns, `--rounds` times, each serving
-   `--requests` requests; the CPU of the server process and of its workers (psutil, over exactly those
-   requests) and the throughput are compared by their medians over the rounds. Without it, this checkout
-   alone.
+   into `.state/bench/baseline/`; several, comma-separated) and the server of this checkout take turns,
+   `--rounds` times, each serving `--requests` requests; the CPU of the server process and of its workers
+   (psutil, over exactly those requests) and the throughput are compared by their medians over the rounds.
+   Without it, this checkout alone.
 2. **Stages.** One more run of each variant under py-spy (`--subprocesses --nonblocking`: the sampler does
    not stop the processes it measures). Each sampled stack goes to one stage, by the innermost frame that
    names one (`STAGES`); a stage's share of its process's samples times that process's CPU per request is
@@ -432,6 +433,10 @@ def ceiling(variant: Variant) -> float:
     return settings_cores() / per_request_ms * 1000
 
 
+def baselines(args: argparse.Namespace) -> list[str]:
+    return [ref.strip() for ref in args.baseline.split(",") if ref.strip()]
+
+
 def settings_cores() -> int:
     return len(os.sched_getaffinity(0))
 
@@ -452,11 +457,9 @@ async def run(args: argparse.Namespace) -> str:
     sections = []
     for target in targets:
         say(f"== {target.name}")
-        variants = [Variant("this checkout", REPO)]
-        if args.baseline:
-            variants.insert(
-                0, Variant(f"baseline {args.baseline}", export_revision(args.baseline, settings.state_dir))
-            )
+        variants = [
+            Variant(f"baseline {ref}", export_revision(ref, settings.state_dir)) for ref in baselines(args)
+        ] + [Variant("this checkout", REPO)]
         sections += await profile_target(target, prepared[target.name], settings, variants, args) + [""]
     return "\n".join(head + sections)
 
@@ -464,7 +467,9 @@ async def run(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="editquality,articlequality")
-    parser.add_argument("--baseline", default="", help="a git revision to compare with, alternating")
+    parser.add_argument(
+        "--baseline", default="", help="git revisions to compare with (comma-separated), alternating"
+    )
     parser.add_argument("--requests", type=int, default=3000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
