@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -376,6 +376,10 @@ def target_report(
     target: Target, variants: list[Variant], limit: float, args: argparse.Namespace
 ) -> list[str]:
     in_process_mean_ms = settings_cores() / limit * 1000
+
+    def row(label: str, cell: Callable[[Variant], str]) -> str:
+        return f"| {label} | " + " | ".join(cell(variant) for variant in variants) + " |"
+
     lines = [
         f"#### {target.name}",
         "",
@@ -385,25 +389,22 @@ def target_report(
         "",
         "| | " + " | ".join(v.label for v in variants) + " |",
         "|---|" + "---:|" * len(variants),
-        "| throughput (median of rounds) | "
-        + " | ".join(f"{v.median(0):.1f} req/s" for v in variants)
-        + " |",
-        "| saturation / in-process limit (target >= 0.75) | "
-        + " | ".join(f"{v.median(0) / limit:.2f}" for v in variants)
-        + " |",
-        "| server-process CPU per request (target <= 1.0 ms) | "
-        + " | ".join(f"{v.median(1):.2f} ms" for v in variants)
-        + " |",
-        "| worker CPU per request | " + " | ".join(f"{v.median(2):.2f} ms" for v in variants) + " |",
-        "| worker CPU / in-process mean (target <= 1.1) | "
-        + " | ".join(f"{v.median(2) / in_process_mean_ms:.2f}" for v in variants)
-        + " |",
-        "| harness CPU per request: MediaWiki stand-in + load generator, on the same cores | "
-        + " | ".join(f"{v.median(3):.2f} ms" for v in variants)
-        + " |",
-        "| throughput / what the cores allow (cores / CPU per request of all four) | "
-        + " | ".join(f"{v.median(0) / ceiling(v):.2f}" for v in variants)
-        + " |",
+        row("throughput (median of rounds)", lambda v: f"{v.median(0):.1f} req/s"),
+        row("saturation / in-process limit (target >= 0.75)", lambda v: f"{v.median(0) / limit:.2f}"),
+        row("server-process CPU per request (target <= 1.0 ms)", lambda v: f"{v.median(1):.2f} ms"),
+        row("worker CPU per request", lambda v: f"{v.median(2):.2f} ms"),
+        row(
+            "worker CPU / in-process mean (target <= 1.1)",
+            lambda v: f"{v.median(2) / in_process_mean_ms:.2f}",
+        ),
+        row(
+            "harness CPU per request: MediaWiki stand-in + load generator, on the same cores",
+            lambda v: f"{v.median(3):.2f} ms",
+        ),
+        row(
+            "throughput / what the cores allow (cores / CPU per request of all four)",
+            lambda v: f"{v.median(0) / ceiling(v):.2f}",
+        ),
         "",
         "Stages (one more run of each under py-spy; CPU per request = share of the process's samples x its "
         "CPU per request in that run):",
