@@ -105,6 +105,7 @@ class _Run:
     """State shared by the clients of one run."""
 
     specs: Sequence[RequestSpec]
+    requests: Sequence[bytes]  # specs[i] as HTTP/1.1 bytes, encoded once for every client
     measure_from: float
     deadline: float
     total: int | None
@@ -228,14 +229,10 @@ def encode_request(host: str, path: str, body: bytes) -> bytes:
 async def _client(base_url: str, run: _Run, backs_off: bool, timeout_s: float) -> None:
     address = urlsplit(base_url)
     host, port = address.hostname or "127.0.0.1", address.port or 80
-    encoded: dict[int, bytes] = {}  # spec index -> request bytes
     connection: _Connection | None = None
     try:
         while (index := run.next_index()) is not None:
-            spec = run.specs[index]
-            request = encoded.get(index) or encoded.setdefault(
-                index, encode_request(address.netloc, spec.path, spec.body)
-            )
+            spec, request = run.specs[index], run.requests[index]
             started = time.perf_counter()
             error: str | None = None
             status = 0
@@ -317,7 +314,9 @@ async def run_load(
     start = time.perf_counter()
     measure_from = start + warmup_s
     deadline = measure_from + duration_s if duration_s is not None else math.inf
-    run = _Run(specs, measure_from, deadline, total, LoadResult(concurrency, 0.0), on_completed=on_completed)
+    requests = [encode_request(urlsplit(base_url).netloc, spec.path, spec.body) for spec in specs]
+    result = LoadResult(concurrency, 0.0)
+    run = _Run(specs, requests, measure_from, deadline, total, result, on_completed=on_completed)
     cpu_before = _cpu_seconds()
     reporter = asyncio.create_task(_progress(run, name, progress_s, stream)) if progress_s > 0 else None
     try:
@@ -325,7 +324,6 @@ async def run_load(
     finally:
         if reporter is not None:
             reporter.cancel()
-    result = run.result
     result.generator_cpu_s = _cpu_seconds() - cpu_before
     if duration_s is not None and math.isfinite(deadline) and time.perf_counter() >= deadline:
         result.elapsed_s = duration_s

@@ -51,6 +51,11 @@ class BenchSettings:
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 
+    @property
+    def latency_concurrency(self) -> int:
+        """Where the +latency comparison runs: twice the saturation concurrency (`latency_runs` says why)."""
+        return 2 * self.saturation_concurrency
+
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
@@ -281,7 +286,7 @@ async def latency_runs(ctx: Context, server: Child) -> None:
     (two calls) at c=32 that is 320 req/s, below what the server does at saturation: the comparison would
     measure the clients, not the server. At c=64 the cap is 640 req/s."""
     settings, saturation = ctx.settings, ctx.settings.saturation_concurrency
-    c = 2 * saturation
+    c = settings.latency_concurrency
 
     def variant(ms: float, concurrency: int = c) -> Variant:
         async def run() -> LoadResult:
@@ -446,7 +451,7 @@ def checks(ctx: Context, limit: dict | None, memory: dict[int, Memory]) -> list[
                 _ratio(slow.throughput, fast.throughput),
                 0.9,
                 detail=f"{slow.throughput:.1f} / {fast.throughput:.1f} req/s at "
-                f"c={2 * settings.saturation_concurrency}",
+                f"c={settings.latency_concurrency}",
             )
         )
     if "one core" in runs:

@@ -62,7 +62,9 @@ def corpus(qids: list[str], rng: np.random.Generator) -> list[str]:
 
 
 def _train_in_fresh_process(corpus_path: Path, output: Path, attempts: int = 3) -> None:
-    """fasttext 0.9.3 now and then aborts with "Encountered NaN" (see fasttext_train.py): try again."""
+    """fasttext 0.9.3 now and then aborts with "Encountered NaN" (see fasttext_train.py): try again. With
+    address randomisation off, a training repeats itself exactly, so a retry matters only where the kernel
+    kept it on."""
     command = [sys.executable, "-m", "dev.demo_models.fasttext_train", str(corpus_path), str(output),
                json.dumps(FASTTEXT_PARAMS)]
     for attempt in range(1, attempts + 1):

@@ -273,9 +273,9 @@ def _serve_jobs(
 class _Lane:
     """`size` worker processes at one priority, fed by the event loop through one pipe each: a job is pickled
     and written to an idle worker's pipe (a small one also to a busy worker's, to run next), and its answer
-    read when the pipe becomes readable. No threads: the
-    ProcessPoolExecutor this replaces moved every job through a queue-feeding thread and a managing thread,
-    and their hand-offs of the GIL cost the server process more CPU than the HTTP request did (issue 20)."""
+    read when the pipe becomes readable. No threads: the ProcessPoolExecutor this replaces moved every job
+    through a queue-feeding thread and a managing thread, and their hand-offs of the GIL cost the server
+    process more CPU than the HTTP request did (issue 20)."""
 
     def __init__(
         self,
